@@ -1,0 +1,322 @@
+"""The node process: ``python -m disttest.agent`` (stdlib only).
+
+Life of a node:
+
+1. read one JSON line of bootstrap from stdin (never argv or the environment:
+   the cluster key is in it);
+2. bind the control listener on the configured host, port 0;
+3. print ``DISTTEST-READY <port> <pid>`` on stdout, then point stdout at the
+   log file (stderr already is);
+4. serve authenticated connections, one thread each, until stdin reaches end
+   of file — which happens when the controller closes it *or dies*, so a
+   killed controller never leaves a node behind.
+
+Heavy modules (pickle, traceback) are imported after the ready line: start-up
+time is on the critical path of every test run.
+"""
+from __future__ import annotations
+
+import marshal
+import os
+import socket
+import sys
+import threading
+import time
+
+from disttest import this_node
+from disttest.clusters import protocol
+
+_pickle = None  # imported after the ready line
+
+
+def _load_pickle():
+    global _pickle
+    if _pickle is None:
+        import pickle
+
+        class Unpickler(pickle.Unpickler):
+            # Functions of the controller's ``__main__`` module (a test file
+            # run as a script) resolve against that file, loaded here as
+            # ``__mp_main__`` the way multiprocessing's spawn does.
+            def find_class(self, module, name):
+                if module == "__main__":
+                    _load_controller_main()
+                return super().find_class(module, name)
+
+        pickle.NodeUnpickler = Unpickler
+        _pickle = pickle
+    return _pickle
+
+
+_main_path: str | None = None
+_main_loaded = False
+
+
+def _load_controller_main() -> None:
+    global _main_loaded
+    if _main_loaded or not _main_path:
+        return
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("__mp_main__", _main_path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["__mp_main__"] = module
+    sys.modules["__main__"] = module
+    _main_loaded = True
+    spec.loader.exec_module(module)
+
+
+def _loads(data: bytes):
+    import io
+
+    return _load_pickle().NodeUnpickler(io.BytesIO(data)).load()
+
+
+class Agent:
+    """Serves one node's requests."""
+
+    def __init__(self, boot: dict) -> None:
+        self.key = bytes.fromhex(boot["key"])
+        self.host = boot["host"]
+        self.context = this_node.NodeContext(
+            boot["name"], boot["index"], boot["host"], boot["cluster_id"],
+            boot.get("ports", {}),
+            {peer: {name: tuple(addr) for name, addr in ports.items()}
+             for peer, ports in boot.get("peers", {}).items()})
+        this_node._install(self.context)
+        self.started = time.time()
+        self.spawned: dict[int, dict] = {}
+        self.spawn_ids = iter(range(1, 1 << 62))
+        self.lock = threading.Lock()
+        self.listener = socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET)
+        self.listener.bind((self.host, 0))
+        self.listener.listen(64)
+
+    # -- serving -----------------------------------------------------------
+    def serve_forever(self) -> None:
+        while True:
+            conn, _ = self.listener.accept()
+            threading.Thread(target=self.serve_connection, args=(conn,),
+                             name="disttest-conn", daemon=True).start()
+
+    def serve_connection(self, conn: socket.socket) -> None:
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        try:
+            conn.settimeout(10)
+            protocol.serve_handshake(conn, self.key)
+            conn.settimeout(None)
+        except (OSError, EOFError, protocol.AuthenticationError) as exc:
+            _log(f"refused a connection: {exc}")
+            conn.close()
+            return
+        pickle = _load_pickle()
+        try:
+            while True:
+                request = protocol.recv_frame(conn)
+                try:
+                    op, *args = _loads(request)
+                    reply = (protocol.OK, getattr(self, "op_" + str(op))(*args))
+                except BaseException as exc:  # reported to the caller, never fatal here
+                    reply = (protocol.ERR, _describe(exc))
+                try:
+                    payload = pickle.dumps(reply, protocol=pickle.HIGHEST_PROTOCOL)
+                except Exception as exc:
+                    payload = pickle.dumps((protocol.ERR, _describe(exc, unpicklable=reply[1])))
+                protocol.send_frame(conn, payload)
+        except (EOFError, OSError):
+            pass
+        finally:
+            conn.close()
+
+    # -- operations (op_<name> is what a request ("name", ...) runs) --------
+    def op_ping(self):
+        return os.getpid()
+
+    def op_call(self, fn, args, kwargs):
+        return fn(*args, **kwargs)
+
+    def op_configure(self, settings):
+        self.context.configure(settings)
+
+    def op_spawn(self, fn, args, kwargs):
+        spawn_id = next(self.spawn_ids)
+        record = {"fn": getattr(fn, "__qualname__", repr(fn)), "done": False,
+                  "error": None, "result": None}
+
+        def run():
+            try:
+                record["result"] = fn(*args, **kwargs)
+            except BaseException as exc:
+                record["error"] = _describe(exc)
+            finally:
+                record["done"] = True
+
+        record["thread"] = threading.Thread(target=run, name=f"disttest-spawn-{spawn_id}",
+                                            daemon=True)
+        with self.lock:
+            self.spawned[spawn_id] = record
+        record["thread"].start()
+        return spawn_id
+
+    def op_spawn_status(self, spawn_id, wait):
+        record = self.spawned.get(spawn_id)
+        if record is None:
+            return ("gone", None)
+        if wait:
+            record["thread"].join(wait)
+        if not record["done"]:
+            return ("running", None)
+        if record["error"] is not None:
+            return ("error", record["error"])
+        return ("done", record["result"])
+
+    def op_reset(self, timeout):
+        """Give the node back clean; return the problems that stop that."""
+        context = self.context
+        problems = []
+        context.stopping.set()
+        with context.lock:
+            callbacks, context.reset_callbacks = context.reset_callbacks, []
+        for callback in reversed(callbacks):
+            try:
+                callback()
+            except BaseException as exc:
+                problems.append(f"on_reset callback {getattr(callback, '__qualname__', callback)!s} "
+                                f"raised {_describe(exc)[2].rstrip()}")
+        deadline = time.monotonic() + timeout
+        with self.lock:
+            records, self.spawned = list(self.spawned.values()), {}
+        for record in records:
+            record["thread"].join(max(0.0, deadline - time.monotonic()))
+            if record["thread"].is_alive():
+                problems.append(f"spawned {record['fn']} still running {timeout:g}s after "
+                                "reset (watch this_node.stopping or register on_reset)")
+        context.state.clear()
+        context.stopping = threading.Event()
+        for name, port in context.ports.items():
+            while not _port_free(self.host, port) and time.monotonic() < deadline:
+                time.sleep(0.02)
+            if not _port_free(self.host, port):
+                problems.append(f"port {name!r} ({self.host}:{port}) is still in use after reset")
+        return problems
+
+    def op_info(self):
+        return {"pid": os.getpid(), "name": self.context.name, "ports": dict(self.context.ports),
+                "uptime_s": time.time() - self.started, "threads": threading.active_count(),
+                "spawned_running": sum(1 for r in self.spawned.values() if not r["done"]),
+                "rss_bytes": _rss_bytes()}
+
+    def op_shutdown(self):
+        threading.Thread(target=_exit_soon, name="disttest-exit", daemon=True).start()
+
+
+def _exit_soon() -> None:
+    time.sleep(0.01)
+    _exit(0)
+
+
+def _port_free(host: str, port: int) -> bool:
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        return True
+    except OSError:
+        return False
+    finally:
+        sock.close()
+
+
+def _rss_bytes() -> int:
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def _describe(exc: BaseException, unpicklable=None) -> tuple:
+    """(type name, message, traceback text, pickled exception or None)."""
+    import traceback
+
+    pickle = _load_pickle()
+    if unpicklable is not None:
+        kind = type(unpicklable)
+        message = (f"the result of type {kind.__module__}.{kind.__qualname__} cannot be "
+                   f"pickled to send back: {exc}")
+        return ("disttest.SerializationError", message, "", None)
+    kind = type(exc)
+    name = kind.__qualname__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"
+    tb = exc.__traceback__
+    # Hide the agent's own frames: the user's code starts below them.
+    while tb is not None and tb.tb_frame.f_globals.get("__name__") == __name__:
+        tb = tb.tb_next
+    text = "".join(traceback.format_exception(kind, exc, tb))
+    try:
+        blob = pickle.dumps(exc)
+    except Exception:
+        blob = None
+    return (name, str(exc), text, blob)
+
+
+def _log(message: str) -> None:
+    try:
+        sys.stderr.write(f"[disttest.agent] {message}\n")
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
+
+
+def _exit(code: int) -> None:
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)
+
+
+def _watch_stdin(stdin) -> None:
+    # The controller holds the other end: end of file means it is gone.
+    while True:
+        try:
+            if not stdin.read(4096):
+                break
+        except (OSError, ValueError):
+            break
+    _exit(0)
+
+
+def main() -> None:
+    global _main_path
+    stdin = sys.stdin.buffer
+    # marshal, not json: it is built in, while json costs milliseconds of imports.
+    header = stdin.readline()
+    boot = marshal.loads(stdin.read(int(header))) if header.strip().isdigit() else None
+    if not boot:
+        sys.stderr.write("disttest.agent: no bootstrap on stdin; nodes are started by disttest\n")
+        sys.exit(2)
+    os.chdir(boot["cwd"])
+    sys.path[:] = boot["sys_path"] + [p for p in sys.path if p not in boot["sys_path"]]
+    os.environ.update(boot.get("env", {}))
+    _main_path = boot.get("main_path")
+    agent = Agent(boot)
+    port = agent.listener.getsockname()[1]
+    os.write(1, f"{protocol.READY_PREFIX} {port} {os.getpid()}\n".encode())
+    os.dup2(2, 1)  # from now on stdout goes to the node's log, like stderr
+    _log(f"node {boot['name']} of cluster {boot['cluster_id']} (pid {os.getpid()}) "
+         f"serving on {agent.host}:{port}")
+    threading.Thread(target=_watch_stdin, args=(stdin,), name="disttest-stdin",
+                     daemon=True).start()
+    if boot.get("preload"):
+        _load_pickle()
+    try:
+        agent.serve_forever()
+    except KeyboardInterrupt:
+        _exit(1)
+
+
+if __name__ == "__main__":
+    main()

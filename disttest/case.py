@@ -1,0 +1,233 @@
+"""DistributedTestCase and the decorators that declare what a test needs.
+
+A class acquires its cluster in ``setUpClass`` from the active session's pool
+and gives it back in ``tearDownClass``. Under ``python -m disttest`` the
+runner has planned the order so the pool can lend one cluster to many
+classes; under any other runner the same code still works, it just cannot
+plan.
+"""
+from __future__ import annotations
+
+import contextlib
+import time
+import unittest
+from typing import Any, Callable, Iterator
+
+from disttest import session as _session
+from disttest.errors import DisttestError
+
+__unittest = True  # hide these frames from failure tracebacks, as unittest does
+
+
+class DistributedTestCase(unittest.TestCase):
+    """A TestCase whose class gets a live cluster of ``cluster_size`` nodes.
+
+    Override ``setUpClass``/``tearDownClass`` only with ``super()`` calls; put
+    cluster preparation in ``setUpCluster``/``tearDownCluster``.
+    """
+
+    cluster_size: int | None = None      # None: the configured default_cluster_size
+    min_cluster_size: int | None = None  # the smallest size the "reduce" fallback may use
+    node_ports: tuple[str, ...] = ("app",)
+    node_env: dict[str, str] = {}
+    tags: frozenset[str] | set[str] = frozenset()
+    fresh_cluster: bool = False
+    network: str = "direct"
+    fallback: str | None = None
+    cluster = None  # set on the class while its tests run
+
+    @classmethod
+    def setUpClass(cls) -> None:
+        super().setUpClass()
+        _acquire_cluster(cls)
+        try:
+            cls.setUpCluster()
+        except BaseException:
+            _release_cluster(cls)
+            raise
+
+    @classmethod
+    def tearDownClass(cls) -> None:
+        try:
+            if cls.__dict__.get("cluster") is not None:
+                cls.tearDownCluster()
+        finally:
+            _release_cluster(cls)
+            super().tearDownClass()
+
+    @classmethod
+    def setUpCluster(cls) -> None:
+        """Prepare the cluster once for the class (it is healthy when called)."""
+
+    @classmethod
+    def tearDownCluster(cls) -> None:
+        """Undo ``setUpCluster``; the node reset undoes the rest."""
+
+    # -- per test --------------------------------------------------------------
+    @property
+    def nodes(self) -> list:
+        """The nodes this test asked for (its method's size, else the class's)."""
+        return self.cluster_nodes()
+
+    def cluster_nodes(self) -> list:
+        cluster = type(self).cluster
+        if cluster is None:
+            raise DisttestError(f"{type(self).__qualname__} has no cluster",
+                                "setUpClass did not run or did not call super().setUpClass()",
+                                ["call super().setUpClass() in an overriding setUpClass"],
+                                kind="no-cluster")
+        method = getattr(self, self._testMethodName, None)
+        size = getattr(method, "_disttest_cluster_size", None)
+        nodes = list(cluster.nodes)
+        return nodes[:size] if size else nodes[:_class_size(type(self), len(nodes))]
+
+    @contextlib.contextmanager
+    def with_cluster_size(self, n: int) -> Iterator[list]:
+        """Yield the first ``n`` nodes, or skip the test when the cluster is smaller."""
+        nodes = list(type(self).cluster.nodes) if type(self).cluster else []
+        if len(nodes) < n:
+            raise unittest.SkipTest(f"needs {n} nodes, the cluster has {len(nodes)}")
+        yield nodes[:n]
+
+    def wait_until(self, predicate: Callable[[], Any], timeout: float = 10.0,
+                   interval: float = 0.05, message: str | None = None) -> Any:
+        """Poll ``predicate`` until it returns a true value; fail after ``timeout``.
+
+        Exceptions raised by the predicate count as "not yet" and the last one
+        is shown if time runs out. In CI the timeout is multiplied by
+        ``timeout_multiplier``. Returns the predicate's true value.
+        """
+        config = _session.current().config
+        if getattr(config, "ci", False):
+            timeout *= getattr(config, "timeout_multiplier", 1.0)
+        deadline = time.monotonic() + timeout
+        last_value, last_error = None, None
+        while True:
+            try:
+                last_value = predicate()
+                if last_value:
+                    return last_value
+                last_error = None
+            except Exception as exc:  # "not yet"; reported if time runs out
+                last_error = exc
+            if time.monotonic() >= deadline:
+                name = getattr(predicate, "__qualname__", repr(predicate))
+                detail = (f"last error: {type(last_error).__name__}: {last_error}"
+                          if last_error else f"last value: {last_value!r}")
+                self.fail(f"{message or name + ' never became true'} within {timeout:g}s "
+                          f"({detail})")
+            time.sleep(interval)
+
+    def assertClusterHealthy(self, msg: str | None = None) -> None:
+        """Fail unless every node of the class's cluster is alive and answering."""
+        cluster = type(self).cluster
+        problems = cluster._unhealthy() if cluster is not None else {"cluster": "none"}
+        if problems:
+            detail = "; ".join(f"{name}: {why}" for name, why in problems.items())
+            self.fail(self._formatMessage(msg, f"cluster is not healthy: {detail}"))
+
+
+def _class_size(cls: type, available: int) -> int:
+    declared = cls.__dict__.get("_disttest_size_lent")
+    return min(declared or available, available)
+
+
+def _acquire_cluster(cls: type) -> None:
+    session = _session.current()
+    reason = session.skip_reason_for(cls)
+    if reason:
+        raise unittest.SkipTest(reason)
+    requirement = session.requirement_for(cls)
+    from disttest.fallback import acquire
+
+    cluster, base_size = acquire(session, cls, requirement)
+    cls.cluster = cluster
+    cls._disttest_size_lent = base_size
+    session.clusters_by_class[cls] = cluster
+
+
+def _release_cluster(cls: type) -> None:
+    cluster = cls.__dict__.get("cluster")
+    if cluster is None:
+        return
+    cls.cluster = None
+    _session.current().pool.release(cluster)
+
+
+# -- decorators -------------------------------------------------------------------
+def cluster_size(n: int) -> Callable:
+    """Ask for ``n`` nodes: on a class, its size; on a test method, that test's."""
+    def decorate(obj):
+        if isinstance(obj, type):
+            obj.cluster_size = n
+        else:
+            obj._disttest_cluster_size = n
+        return obj
+    return decorate
+
+
+def tag(*names: str) -> Callable:
+    """Add tags to a class or a test method (for ``--only``/``--exclude``)."""
+    for name in names:
+        if not isinstance(name, str) or not name:
+            raise DisttestError(f"tag names are non-empty strings, got {name!r}", kind="config")
+
+    def decorate(obj):
+        if isinstance(obj, type):
+            obj.tags = frozenset(getattr(obj, "tags", ()) or ()) | set(names)
+        else:
+            obj._disttest_tags = frozenset(getattr(obj, "_disttest_tags", ())) | set(names)
+        return obj
+    return decorate
+
+
+def fresh_cluster(cls: type) -> type:
+    """Never share this class's cluster: it gets its own, stopped after it."""
+    cls.fresh_cluster = True
+    return cls
+
+
+def requires_real_cluster(obj):
+    """Skip a class or test when its nodes are simulated (threads, not processes)."""
+    obj._disttest_requires_real = True
+    if isinstance(obj, type):
+        return obj
+
+    import functools
+
+    @functools.wraps(obj)
+    def wrapper(self, *args, **kwargs):
+        cluster = type(self).cluster
+        if cluster is not None and cluster.simulated:
+            raise unittest.SkipTest("needs real node processes; this cluster is simulated")
+        return obj(self, *args, **kwargs)
+    return wrapper
+
+
+def distributed(cls: type | None = None, **declaration: Any):
+    """Opt a plain ``unittest.TestCase`` class in without changing its base.
+
+    ``@disttest.distributed(cluster_size=3, node_ports=("app",))`` returns a
+    class that behaves like the original and also gets a cluster.
+    """
+    allowed = {"cluster_size", "min_cluster_size", "node_ports", "node_env", "tags",
+               "fresh_cluster", "network", "fallback"}
+    unknown = set(declaration) - allowed
+    if unknown:
+        raise DisttestError(f"disttest.distributed() got unknown argument(s) "
+                            f"{', '.join(sorted(unknown))}",
+                            steps=[f"use only: {', '.join(sorted(allowed))}"], kind="config")
+
+    def decorate(target: type) -> type:
+        if not (isinstance(target, type) and issubclass(target, unittest.TestCase)):
+            raise DisttestError(f"@disttest.distributed decorates TestCase classes, "
+                                f"not {target!r}", kind="config")
+        if issubclass(target, DistributedTestCase):
+            for key, value in declaration.items():
+                setattr(target, key, value)
+            return target
+        namespace = {"__module__": target.__module__, "__qualname__": target.__qualname__,
+                     "__doc__": target.__doc__, **declaration}
+        return type(target.__name__, (target, DistributedTestCase), namespace)
+
+    return decorate(cls) if cls is not None else decorate

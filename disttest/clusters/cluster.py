@@ -1,0 +1,137 @@
+"""Cluster: the handle a test holds on a group of nodes.
+
+A Cluster is a *view* lent by the pool: the first ``size`` nodes of a pooled
+group of processes. Several classes over a run may see views of the same
+processes (after a reset in between), which is how one start serves many.
+"""
+from __future__ import annotations
+
+import time
+from typing import Any, Callable, Iterator
+
+from disttest.clusters.node import Node
+from disttest.errors import DisttestError, NetworkModeError
+
+
+class Cluster:
+    """A live group of nodes: call into all of them, watch their health, stop them."""
+
+    def __init__(self, cluster_id: str, nodes: list[Node], *, pool=None, entry=None,
+                 simulated: bool = False, network: str = "direct",
+                 startup_timeout: float = 30.0) -> None:
+        self.id = cluster_id
+        self.nodes: list[Node] = list(nodes)
+        self.simulated = simulated
+        self.network = network
+        self._pool = pool
+        self._entry = entry
+        self._startup_timeout = startup_timeout
+
+    # -- a sequence of nodes --------------------------------------------------
+    def __len__(self) -> int:
+        return len(self.nodes)
+
+    def __iter__(self) -> Iterator[Node]:
+        return iter(self.nodes)
+
+    def __getitem__(self, index):
+        return self.nodes[index]
+
+    def node(self, name: str) -> Node:
+        for node in self.nodes:
+            if node.name == name:
+                return node
+        raise DisttestError(f"cluster {self.id} has no node named {name!r}",
+                            f"its nodes are {', '.join(n.name for n in self.nodes)}",
+                            kind="no-such-node")
+
+    def __repr__(self) -> str:
+        kind = "simulated " if self.simulated else ""
+        return f"<{kind}Cluster {self.id} of {len(self.nodes)} nodes>"
+
+    # -- working with every node ---------------------------------------------
+    def call_all(self, fn: Callable, *args: Any, **kwargs: Any) -> list[Any]:
+        """Run ``fn`` on every node in parallel; results in node order.
+
+        If any node raises, the first error (in node order) is raised after
+        every call has finished, so no call is left running behind the test.
+        """
+        futures = [node.submit(fn, *args, **kwargs) for node in self.nodes]
+        results, first_error = [], None
+        for future in futures:
+            try:
+                results.append(future.result())
+            except BaseException as exc:
+                first_error = first_error or exc
+                results.append(None)
+        if first_error is not None:
+            raise first_error
+        return results
+
+    def healthy(self) -> bool:
+        """True when every node is alive and answers a ping."""
+        return not self._unhealthy()
+
+    def _unhealthy(self) -> dict[str, str]:
+        problems = {}
+        for node in self.nodes:
+            try:
+                node.ping(timeout=2.0)
+            except Exception as exc:
+                problems[node.name] = str(exc).splitlines()[0]
+        return problems
+
+    def wait_healthy(self, timeout: float | None = None) -> None:
+        """Wait until every node answers, or raise naming the ones that do not."""
+        timeout = self._startup_timeout if timeout is None else timeout
+        deadline = time.monotonic() + timeout
+        while True:
+            problems = self._unhealthy()
+            if not problems:
+                return
+            if time.monotonic() >= deadline:
+                detail = "; ".join(f"{name}: {why}" for name, why in problems.items())
+                raise DisttestError(f"cluster {self.id} is not healthy after {timeout:g}s",
+                                    detail, ["restart dead nodes with node.restart()",
+                                             "resume paused nodes with node.resume()"],
+                                    kind="unhealthy")
+            time.sleep(0.05)
+
+    def info(self) -> dict[str, Any]:
+        return {"id": self.id, "size": len(self.nodes), "simulated": self.simulated,
+                "network": self.network,
+                "nodes": [{"name": n.name, "index": n.index, "pid": n.pid, "alive": n.alive,
+                           "host": n.host, "ports": n.ports} for n in self.nodes]}
+
+    # -- network faults --------------------------------------------------------
+    def partition(self, *groups) -> None:
+        self._needs_proxy("partition()")
+
+    def heal(self) -> None:
+        self._needs_proxy("heal()")
+
+    def _needs_proxy(self, what: str) -> None:
+        raise NetworkModeError(
+            f"{what} needs a cluster whose network can be cut; cluster {self.id} uses "
+            f"network = {self.network!r}",
+            "with network = 'direct' nodes reach each other's ports directly, so nothing "
+            "sits between them to cut",
+            ['declare network = "proxy" on the test class'])
+
+    # -- lifetime --------------------------------------------------------------
+    def stop(self) -> None:
+        """Stop every node of this cluster now (it is not lent again)."""
+        if self._pool is not None:
+            self._pool.stop(self)
+        else:
+            for node in self.nodes:
+                node.stop_process(5.0)
+
+    def __enter__(self) -> "Cluster":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        if self._pool is not None:
+            self._pool.release(self)
+        else:
+            self.stop()

@@ -1,0 +1,201 @@
+"""Launchers: how node agents come to life.
+
+``LocalLauncher`` starts ``python -m disttest.agent`` processes with the
+controller's own interpreter, all at once, writes each one its bootstrap on
+stdin and waits for the one-line ready reports together, so an N-node start
+costs about one interpreter start, not N.
+"""
+from __future__ import annotations
+
+import errno
+import marshal
+import os
+import selectors
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import disttest
+from disttest.clusters import protocol
+from disttest.errors import ClusterStartError
+
+# The agent must import the same disttest as the controller, even when that
+# one is not installed (a source checkout on sys.path).
+_PACKAGE_PARENT = str(Path(disttest.__file__).resolve().parent.parent)
+
+
+def tail(path: Path | str, lines: int = 20) -> str:
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - 64 * 1024))
+            text = f.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])
+
+
+class Process:
+    """One agent process, owned by exactly one Node."""
+
+    def __init__(self, popen: subprocess.Popen, log_path: Path) -> None:
+        self.popen = popen
+        self.log_path = log_path
+        self.control_port: int | None = None
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def signal(self, signum: int) -> None:
+        if self.popen.poll() is None:
+            try:
+                os.kill(self.popen.pid, signum)
+            except ProcessLookupError:
+                pass
+
+    def close_stdin(self) -> None:
+        try:
+            if self.popen.stdin and not self.popen.stdin.closed:
+                self.popen.stdin.close()
+        except OSError:
+            pass
+
+    def stop(self, timeout: float) -> None:
+        """Ask (close stdin), then insist (SIGKILL), then reap."""
+        self.close_stdin()
+        try:
+            self.popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.signal(signal.SIGCONT)
+            self.signal(signal.SIGKILL)
+            self.popen.wait()
+        self.close_pipes()
+
+    def close_pipes(self) -> None:
+        for stream in (self.popen.stdin, self.popen.stdout):
+            try:
+                if stream:
+                    stream.close()
+            except OSError:
+                pass
+
+
+def _spawn_error(exc: OSError, name: str) -> ClusterStartError:
+    if exc.errno in (errno.EAGAIN, errno.ENOMEM):
+        cause = ("the system refused to create another process "
+                 f"({errno.errorcode.get(exc.errno, exc.errno)}: {exc.strerror})")
+        steps = ["lower cluster sizes or max_cluster_size",
+                 "raise the process limit (ulimit -u) or free memory"]
+        kind = "spawn-resources"
+    elif exc.errno == errno.EMFILE:
+        cause = "the controller has too many open files"
+        steps = ["raise the open-file limit: ulimit -n 4096"]
+        kind = "too-many-files"
+    elif exc.errno in (errno.ENOENT, errno.EACCES):
+        cause = f"the interpreter {sys.executable!r} cannot be executed ({exc.strerror})"
+        steps = ["run the tests with an interpreter that exists and is executable"]
+        kind = "spawn-executable"
+    else:
+        cause, steps, kind = f"{type(exc).__name__}: {exc}", [], "spawn"
+    return ClusterStartError(f"could not start the process of node {name}", cause, steps,
+                             kind=kind)
+
+
+class LocalLauncher:
+    """Starts nodes as local processes of this interpreter."""
+
+    simulated = False
+
+    def __init__(self, executable: str | None = None) -> None:
+        self.executable = executable or sys.executable
+
+    def command(self) -> list[str]:
+        # ``-c`` rather than ``-m``: runpy alone costs milliseconds per node.
+        return [self.executable, "-c", "from disttest.agent import main; main()"]
+
+    def environment(self) -> dict[str, str]:
+        env = dict(os.environ)
+        path = env.get("PYTHONPATH", "")
+        env["PYTHONPATH"] = _PACKAGE_PARENT + (os.pathsep + path if path else "")
+        env["PYTHONUNBUFFERED"] = "1"  # node output reaches its log as it happens
+        return env
+
+    def start(self, boots: list[dict], log_paths: list[Path], timeout: float) -> list[Process]:
+        """Start one agent per bootstrap; all ready, or none left running."""
+        started: list[Process] = []
+        env = self.environment()
+        try:
+            for boot, log_path in zip(boots, log_paths):
+                with open(log_path, "ab") as log:
+                    try:
+                        popen = subprocess.Popen(
+                            self.command(), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=log, cwd=boot["cwd"], env=env, start_new_session=True)
+                    except OSError as exc:
+                        raise _spawn_error(exc, boot["name"]) from None
+                process = Process(popen, log_path)
+                started.append(process)
+                blob = marshal.dumps(boot)
+                popen.stdin.write(b"%d\n" % len(blob) + blob)
+                popen.stdin.flush()
+            self._wait_ready(started, boots, timeout)
+        except BaseException:
+            for process in started:
+                process.signal(signal.SIGKILL)
+                process.stop(1.0)
+            raise
+        return started
+
+    def _wait_ready(self, processes: list[Process], boots: list[dict], timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        pending = {}
+        with selectors.DefaultSelector() as selector:
+            for process, boot in zip(processes, boots):
+                selector.register(process.popen.stdout, selectors.EVENT_READ, (process, boot))
+                pending[process] = b""
+            while pending:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    process, boot = next((p, b) for p, b in zip(processes, boots) if p in pending)
+                    raise self._not_ready(process, boot, timeout)
+                for key, _ in selector.select(remaining):
+                    process, boot = key.data
+                    chunk = os.read(key.fd, 256)
+                    if not chunk:
+                        selector.unregister(key.fileobj)
+                        process.popen.wait(2.0)
+                        raise self._crashed(process, boot)
+                    pending[process] += chunk
+                    if b"\n" in pending[process]:
+                        line = pending.pop(process).split(b"\n", 1)[0].decode()
+                        selector.unregister(key.fileobj)
+                        prefix, port, _pid = line.split()
+                        assert prefix == protocol.READY_PREFIX, line
+                        process.control_port = int(port)
+                        process.popen.stdout.close()
+
+    def _crashed(self, process: Process, boot: dict) -> ClusterStartError:
+        log = tail(process.log_path, 30)
+        return ClusterStartError(
+            f"node {boot['name']} exited during start-up with status {process.popen.returncode}",
+            "the node process failed before it was ready; its log ends with:\n" + log,
+            ["read the traceback above: an import error in the project or a node_env "
+             "value is the usual cause",
+             "run: python -m disttest preflight"],
+            kind="node-start-crash", log_tail=log)
+
+    def _not_ready(self, process: Process, boot: dict, timeout: float) -> ClusterStartError:
+        log = tail(process.log_path, 30)
+        return ClusterStartError(
+            f"node {boot['name']} did not report ready within {timeout:g}s",
+            "the machine may be overloaded, or the node hangs while starting"
+            + ("; its log ends with:\n" + log if log else " (its log is empty)"),
+            ["raise startup_timeout in the configuration (e.g. startup_timeout = 60)",
+             "start fewer nodes at once: lower the cluster sizes"],
+            kind="node-start-timeout", log_tail=log)

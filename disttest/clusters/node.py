@@ -1,0 +1,302 @@
+"""Node: the test's handle on one node process.
+
+Each call borrows an authenticated connection from the node's small pool (a
+new one is opened when all are busy), so several calls can run on a node at
+once and a sequential caller pays one round trip per call.
+"""
+from __future__ import annotations
+
+import concurrent.futures
+import signal
+import socket
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from disttest.clusters import protocol, serialize
+from disttest.clusters.launcher import Process
+from disttest.clusters.launcher import tail as _tail
+from disttest.errors import (CallTimeoutError, DisttestError, NodeCrashedError, RemoteError,
+                             SerializationError)
+
+
+def _remote_error(node: str, value: tuple) -> DisttestError:
+    remote_type, message, traceback_text, blob = value
+    if remote_type == "disttest.SerializationError":
+        return SerializationError(message, "results travel back as pickles",
+                                  ["return plain data (numbers, strings, lists, dicts, dataclasses)"],
+                                  node=node)
+    original = None
+    if blob is not None:
+        try:
+            original = serialize.loads(blob)
+        except Exception:
+            original = None
+    return RemoteError(message, f"raised by code running on node {node}",
+                       ["read the remote traceback for where it was raised"],
+                       remote_type=remote_type, remote_traceback=traceback_text, node=node,
+                       remote_exception=original)
+
+
+class Spawned:
+    """Background work started with :meth:`Node.spawn`."""
+
+    def __init__(self, node: "Node", spawn_id: int, fn_name: str) -> None:
+        self.node, self.id, self.fn_name = node, spawn_id, fn_name
+
+    def running(self) -> bool:
+        return self.node._request(("spawn_status", self.id, 0))[0] == "running"
+
+    def result(self, timeout: float | None = None) -> Any:
+        """Wait for the work to end and return its result (or raise its error)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            wait = 1.0 if deadline is None else max(0.0, min(1.0, deadline - time.monotonic()))
+            status, value = self.node._request(("spawn_status", self.id, wait))
+            if status == "done":
+                return value
+            if status == "error":
+                raise _remote_error(self.node.name, value)
+            if status == "gone":
+                raise DisttestError(f"spawned {self.fn_name} on {self.node.name} was stopped "
+                                    "by a reset", kind="spawn-gone")
+            if deadline is not None and time.monotonic() >= deadline:
+                raise CallTimeoutError(f"spawned {self.fn_name} on {self.node.name} did not "
+                                       f"finish within {timeout:g}s")
+
+    def __repr__(self) -> str:
+        return f"<Spawned {self.fn_name} on {self.node.name}>"
+
+
+class Node:
+    """One node of a cluster: call into it, and break it."""
+
+    def __init__(self, *, boot: dict, launcher, log_path: Path, call_timeout: float,
+                 startup_timeout: float, events=None) -> None:
+        self.boot = boot
+        self.name: str = boot["name"]
+        self.index: int = boot["index"]
+        self.host: str = boot["host"]
+        self._key = bytes.fromhex(boot["key"])
+        self.launcher = launcher
+        self.log_path = log_path
+        self.call_timeout = call_timeout or None
+        self.startup_timeout = startup_timeout
+        self.events = events
+        self.process: Process | None = None
+        self.paused = False
+        self.restarts = 0
+        self.crashes = 0
+        self.settings: dict = {}
+        self._free: list[socket.socket] = []
+        self._lock = threading.Lock()
+
+    # -- identity -----------------------------------------------------------
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process else None
+
+    @property
+    def alive(self) -> bool:
+        return self.process is not None and self.process.alive()
+
+    @property
+    def ports(self) -> dict[str, int]:
+        return dict(self.boot["ports"])
+
+    def port(self, name: str = "app") -> int:
+        try:
+            return self.boot["ports"][name]
+        except KeyError:
+            raise DisttestError(
+                f"node {self.name} has no port named {name!r}",
+                f"its ports are {sorted(self.boot['ports']) or 'none'}",
+                [f"declare it on the test class: node_ports = ({name!r},)"],
+                kind="no-such-port") from None
+
+    def address(self, name: str = "app") -> tuple[str, int]:
+        return (self.host, self.port(name))
+
+    def __repr__(self) -> str:
+        state = "alive" if self.alive else "dead"
+        return f"<Node {self.name} pid={self.pid} {state}>"
+
+    # -- calling ------------------------------------------------------------
+    def call(self, fn: Callable, *args: Any, **kwargs: Any) -> Any:
+        """Run ``fn(*args, **kwargs)`` on the node and return its result."""
+        return self._request_bytes(serialize.dumps_request("call", fn, args, kwargs),
+                                   getattr(fn, "__qualname__", "call"))
+
+    def submit(self, fn: Callable, *args: Any, **kwargs: Any) -> concurrent.futures.Future:
+        """Like :meth:`call`, without waiting: a Future of the result."""
+        payload = serialize.dumps_request("call", fn, args, kwargs)
+        future: concurrent.futures.Future = concurrent.futures.Future()
+        future.set_running_or_notify_cancel()
+
+        def run() -> None:
+            try:
+                future.set_result(self._request_bytes(payload, getattr(fn, "__qualname__", "call")))
+            except BaseException as exc:
+                future.set_exception(exc)
+
+        threading.Thread(target=run, name=f"disttest-submit-{self.name}", daemon=True).start()
+        return future
+
+    def spawn(self, fn: Callable, *args: Any, **kwargs: Any) -> Spawned:
+        """Start ``fn`` in the background on the node; it is stopped on reset."""
+        name = getattr(fn, "__qualname__", repr(fn))
+        spawn_id = self._request_bytes(serialize.dumps_request("spawn", fn, args, kwargs), name)
+        return Spawned(self, spawn_id, name)
+
+    def ping(self, timeout: float = 5.0) -> float:
+        """Round-trip time of an authenticated no-op, in seconds."""
+        start = time.perf_counter()
+        self._request(("ping",), timeout=timeout)
+        return time.perf_counter() - start
+
+    def logs(self, tail: int | None = None) -> str:
+        """The node's output (stdout and stderr), or its last ``tail`` lines."""
+        if tail is not None:
+            return _tail(self.log_path, tail)
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def _request(self, message: tuple, timeout: float | None = None) -> Any:
+        return self._request_bytes(serialize.dumps(message), message[0], timeout)
+
+    def _request_bytes(self, payload: bytes, what: str, timeout: float | None = None) -> Any:
+        timeout = self.call_timeout if timeout is None else timeout
+        conn = self._connection(what)
+        try:
+            conn.settimeout(timeout)
+            protocol.send_frame(conn, payload)
+            status, value = serialize.loads(protocol.recv_frame(conn))
+        except socket.timeout:
+            conn.close()
+            hint = "it is paused: call node.resume()" if self.paused else \
+                "the function may block; use node.submit(...).result(timeout) to bound it"
+            raise CallTimeoutError(f"node {self.name} did not answer {what} within {timeout:g}s",
+                                   hint, ["raise call_timeout in the configuration"],
+                                   node=self.name) from None
+        except (EOFError, OSError) as exc:
+            conn.close()
+            raise self._lost(what, exc) from None
+        except BaseException:
+            conn.close()
+            raise
+        with self._lock:
+            self._free.append(conn)
+        if status == protocol.OK:
+            return value
+        raise _remote_error(self.name, value)
+
+    def _connection(self, what: str) -> socket.socket:
+        with self._lock:
+            if self._free:
+                return self._free.pop()
+            process = self.process
+        if process is None or not process.alive():
+            raise self._lost(what, None)
+        try:
+            conn = socket.create_connection((self.host, process.control_port), timeout=10)
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            protocol.client_handshake(conn, self._key)
+        except (OSError, EOFError) as exc:
+            raise self._lost(what, exc) from None
+        return conn
+
+    def _lost(self, what: str, exc: BaseException | None) -> DisttestError:
+        process = self.process
+        if process is not None:
+            try:
+                process.popen.wait(0.5)
+            except Exception:
+                pass
+        if process is None or not process.alive():
+            code = process.popen.returncode if process else None
+            status = (f"killed by signal {signal.Signals(-code).name}" if code and code < 0
+                      else f"exit status {code}")
+            log = _tail(self.log_path, 20)
+            self.crashes += 1
+            if self.events:
+                self.events.emit("node_crashed", node=self.name, pid=self.pid, status=status)
+            return NodeCrashedError(
+                f"node {self.name} is not running ({status}) during {what}",
+                "the node process died" + (f"; its log ends with:\n{log}" if log else ""),
+                ["if the test killed it on purpose, call node.restart() before using it",
+                 "otherwise read the node's log: node.logs()"],
+                node=self.name, log_tail=log)
+        return DisttestError(f"lost the connection to node {self.name} during {what}: {exc}",
+                             kind="connection-lost")
+
+    # -- breaking -----------------------------------------------------------
+    def kill(self) -> None:
+        """SIGKILL the node process, as a crash would."""
+        self._signal_and_reap(signal.SIGKILL)
+
+    def terminate(self, timeout: float = 5.0) -> None:
+        """SIGTERM the node process and wait up to ``timeout`` for it to end."""
+        self._signal_and_reap(signal.SIGTERM, timeout)
+
+    def _signal_and_reap(self, signum: int, timeout: float = 5.0) -> None:
+        if self.process is None:
+            return
+        self.process.signal(signal.SIGCONT)
+        self.process.signal(signum)
+        self.paused = False
+        try:
+            self.process.popen.wait(timeout)
+        except Exception:
+            self.process.signal(signal.SIGKILL)
+            self.process.popen.wait()
+        self._drop_connections()
+
+    def pause(self) -> None:
+        """Freeze the node (SIGSTOP): it holds its sockets and answers nothing."""
+        if self.process is not None:
+            self.process.signal(signal.SIGSTOP)
+            self.paused = True
+
+    def resume(self) -> None:
+        """Unfreeze a paused node (SIGCONT)."""
+        if self.process is not None:
+            self.process.signal(signal.SIGCONT)
+            self.paused = False
+
+    def restart(self) -> None:
+        """A new process with the same name, ports and key; state starts empty."""
+        if self.alive:
+            self.kill()
+        self.stop_process(0.0)
+        with open(self.log_path, "ab") as log:
+            log.write(f"--- disttest: node {self.name} restarted ---\n".encode())
+        (self.process,) = self.launcher.start([self.boot], [self.log_path], self.startup_timeout)
+        self.paused = False
+        self.restarts += 1
+        if self.settings:
+            self._request(("configure", self.settings))
+        if self.events:
+            self.events.emit("node_restarted", node=self.name, pid=self.pid)
+
+    # -- used by the pool ---------------------------------------------------
+    def attach(self, process: Process) -> None:
+        self.process = process
+
+    def configure(self, settings: dict) -> None:
+        self.settings = settings
+        self._request(("configure", settings))
+
+    def stop_process(self, timeout: float) -> None:
+        self._drop_connections()
+        if self.process is not None:
+            self.process.stop(timeout)
+
+    def _drop_connections(self) -> None:
+        with self._lock:
+            conns, self._free = self._free, []
+        for conn in conns:
+            conn.close()
+

@@ -1,0 +1,377 @@
+"""ClusterPool: the one way anything in disttest gets a cluster.
+
+The runner, ``DistributedTestCase`` under a foreign runner, ``start_cluster``
+and ``ClusterTestHelper`` all acquire here, so reuse, clean-up and accounting
+are written once:
+
+* ``acquire(requirement)`` lends an idle cluster of the same compatibility
+  key (reset first, grown by adding nodes when it is too small, given more
+  named ports when it lacks some) or starts one, all nodes in parallel, with
+  retries and exponential backoff;
+* ``release(cluster)`` makes it idle (fresh clusters, or every cluster with
+  ``reuse_clusters = false``, are stopped instead);
+* ``shutdown()`` stops everything; it runs at interpreter exit too.
+"""
+from __future__ import annotations
+
+import os
+import random
+import secrets
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from disttest import resources
+from disttest.clusters.cluster import Cluster
+from disttest.clusters.launcher import LocalLauncher
+from disttest.clusters.node import Node
+from disttest.clusters.ports import PortAllocator
+from disttest.errors import ClusterStartError, DisttestError
+from disttest.events import EventBus
+from disttest.requirements import Requirement
+
+# Failures that another attempt cannot fix.
+_NOT_RETRIED = {"spawn-executable", "resources", "config"}
+
+
+class Entry:
+    """A pooled group of node processes and what it has done."""
+
+    def __init__(self, cluster_id: str, requirement: Requirement, nodes: list[Node],
+                 tmpdir: Path, ports: list[int], simulated: bool) -> None:
+        self.id = cluster_id
+        self.key = requirement.key
+        self.network = requirement.network
+        self.env = requirement.env
+        self.port_names = set(requirement.ports)
+        self.fresh = requirement.fresh
+        self.nodes = nodes
+        self.tmpdir = tmpdir
+        self.ports = list(ports)
+        self.simulated = simulated
+        self.busy = False
+        self.dirty = False
+        self.lent_shape: tuple | None = None
+        self.created = time.time()
+        self.startup_s = 0.0
+        self.timings: dict[str, float] = {}
+        self.uses = 0
+        self.grows = 0
+        self.reused_from_previous_run = False
+
+    @property
+    def size(self) -> int:
+        return len(self.nodes)
+
+
+class ClusterPool:
+    """Owns every cluster of a process; see the module docstring."""
+
+    def __init__(self, config, events: EventBus | None = None, launcher=None,
+                 allocator: PortAllocator | None = None) -> None:
+        self.config = config
+        self.events = events or EventBus()
+        self.launcher = launcher or LocalLauncher()
+        self.host = _usable_host(config.host, self.events)
+        self.allocator = allocator or PortAllocator(tuple(config.port_range), self.host)
+        self.entries: list[Entry] = []
+        self.stats = {"starts": 0, "reuses": 0, "grows": 0, "nodes_started": 0,
+                      "startup_s": 0.0, "resets": 0, "nodes_replaced": 0}
+        self._failures: dict[tuple, tuple[int, ClusterStartError]] = {}
+        self._lock = threading.RLock()
+        self._count = 0
+        self._closed = False
+
+    # -- public ---------------------------------------------------------------
+    def acquire(self, requirement: Requirement) -> Cluster:
+        """A healthy cluster that satisfies ``requirement``, lent to the caller."""
+        with self._lock:
+            if self._closed:
+                raise DisttestError("the cluster pool is shut down", kind="pool-closed")
+            failed = self._failures.get(requirement.key)
+            if failed and failed[0] <= requirement.size:
+                raise failed[1]
+            entry = None
+            if self.config.reuse_clusters and not requirement.fresh:
+                entry = self._find_idle(requirement)
+            if entry is None:
+                entry = self._start(requirement)
+            else:
+                self._prepare(entry, requirement)
+            entry.busy = True
+            entry.uses += 1
+            return self._lend(entry, requirement)
+
+    def release(self, cluster: Cluster) -> None:
+        """Give a lent cluster back; it is reset before its next use."""
+        entry = cluster._entry
+        with self._lock:
+            if entry is None or entry not in self.entries:
+                return
+            entry.busy = False
+            entry.dirty = True
+            if entry.fresh or not self.config.reuse_clusters:
+                self._stop_entries([entry])
+
+    def stop(self, cluster: Cluster) -> None:
+        """Stop a cluster now; it is never lent again."""
+        with self._lock:
+            entry = cluster._entry
+            if entry is not None and entry in self.entries:
+                self._stop_entries([entry])
+
+    def shutdown(self) -> None:
+        """Stop every cluster this pool started."""
+        with self._lock:
+            self._closed = True
+            self._stop_entries(list(self.entries))
+            self.allocator.release_all()
+
+    def reopen(self) -> None:
+        with self._lock:
+            self._closed = False
+
+    # -- finding and preparing ----------------------------------------------
+    def _find_idle(self, requirement: Requirement) -> Entry | None:
+        idle = [e for e in self.entries if not e.busy and not e.fresh and e.key == requirement.key]
+        big_enough = [e for e in idle if e.size >= requirement.size]
+        if big_enough:
+            return min(big_enough, key=lambda e: e.size)
+        return max(idle, key=lambda e: e.size, default=None)
+
+    def _prepare(self, entry: Entry, requirement: Requirement) -> None:
+        started = time.perf_counter()
+        if entry.dirty:
+            self._reset(entry)
+        grown = requirement.size > entry.size
+        if grown:
+            self.events.emit("cluster_growing", cluster=entry.id, size=entry.size,
+                             to=requirement.size)
+            self._grow(entry, requirement.size)
+        missing = set(requirement.ports) - entry.port_names
+        if missing:
+            self._add_ports(entry, sorted(missing))
+        seconds = time.perf_counter() - started
+        if grown:
+            entry.grows += 1
+            self.stats["grows"] += 1
+            self.events.emit("cluster_grown", cluster=entry.id, size=entry.size, seconds=seconds)
+        else:
+            self.stats["reuses"] += 1
+            self.events.emit("cluster_reused", cluster=entry.id, size=requirement.size,
+                             seconds=seconds, previous_run=entry.reused_from_previous_run)
+
+    def _reset(self, entry: Entry) -> None:
+        self.events.emit("cluster_resetting", cluster=entry.id)
+        started = time.perf_counter()
+        timeout = self.config.cleanup_timeout
+
+        def reset_node(node: Node) -> str | None:
+            problems: list[str] = []
+            if node.alive:
+                node.resume()
+                try:
+                    problems = node._request(("reset", timeout), timeout=timeout + 5)
+                except DisttestError as exc:
+                    problems = [str(exc).splitlines()[0]]
+            else:
+                problems = ["the node was not running"]
+            if problems:
+                node.restart()
+                self.stats["nodes_replaced"] += 1
+                self.events.emit("node_replaced", cluster=entry.id, node=node.name,
+                                 reasons=problems)
+            return None
+
+        self._parallel(reset_node, entry.nodes)
+        entry.dirty = False
+        self.stats["resets"] += 1
+        self.events.emit("cluster_reset", cluster=entry.id,
+                         seconds=time.perf_counter() - started)
+
+    def _lend(self, entry: Entry, requirement: Requirement) -> Cluster:
+        nodes = entry.nodes[:requirement.size]
+        shape = (len(nodes), tuple(sorted(entry.port_names)))
+        if entry.lent_shape != shape:
+            peers = _peer_map(nodes)
+            self._parallel(lambda n: n.configure({"ports": n.ports, "peers": peers[n.name]}),
+                           nodes)
+            entry.lent_shape = shape
+        return Cluster(entry.id, nodes, pool=self, entry=entry, simulated=entry.simulated,
+                       network=entry.network, startup_timeout=self.config.startup_timeout)
+
+    # -- starting ---------------------------------------------------------------
+    def _start(self, requirement: Requirement) -> Entry:
+        attempts = 1 + max(0, int(self.config.startup_retries))
+        for attempt in range(1, attempts + 1):
+            try:
+                return self._start_once(requirement)
+            except ClusterStartError as exc:
+                kind = exc.diagnosis.kind
+                if attempt == attempts or kind in _NOT_RETRIED:
+                    self._failures[requirement.key] = (requirement.size, exc)
+                    self.events.emit("cluster_start_failed", requirement=requirement.describe(),
+                                     error=exc, attempts=attempt)
+                    raise
+                delay = self.config.retry_backoff * 2 ** (attempt - 1)
+                delay *= 1 + random.random() * 0.25  # jitter: concurrent runs spread out
+                self.events.emit("cluster_retry", requirement=requirement.describe(),
+                                 attempt=attempt, of=attempts, delay=delay,
+                                 reason=exc.diagnosis.problem)
+                time.sleep(delay)
+        raise AssertionError("unreachable")
+
+    def _start_once(self, requirement: Requirement) -> Entry:
+        self._count += 1
+        cluster_id = f"c{self._count}-{secrets.token_hex(2)}"
+        self.events.emit("cluster_starting", cluster=cluster_id, size=requirement.size,
+                         requirement=requirement.describe())
+        started = time.perf_counter()
+        tmpdir = Path(tempfile.mkdtemp(prefix=f"disttest-{cluster_id}-"))
+        ports: list[int] = []
+        try:
+            ports = self.allocator.allocate(requirement.size * len(requirement.ports))
+            entry = Entry(cluster_id, requirement, [], tmpdir, ports, self.launcher.simulated)
+            entry.nodes = self._spawn_nodes(entry, secrets.token_hex(32), 0, requirement.size,
+                                            ports)
+            spawned = time.perf_counter()
+            self._parallel(lambda n: n.ping(timeout=self.config.startup_timeout), entry.nodes)
+        except BaseException:
+            self.allocator.release(ports)
+            shutil.rmtree(tmpdir, ignore_errors=True)
+            raise
+        done = time.perf_counter()
+        entry.startup_s = done - started
+        entry.timings = {"spawn_ready_s": spawned - started, "health_s": done - spawned}
+        entry.lent_shape = (requirement.size, tuple(sorted(requirement.ports)))
+        self.entries.append(entry)
+        self.stats["starts"] += 1
+        self.stats["nodes_started"] += requirement.size
+        self.stats["startup_s"] += entry.startup_s
+        self.events.emit("cluster_started", cluster=cluster_id, size=requirement.size,
+                         seconds=entry.startup_s, simulated=entry.simulated,
+                         pids=[n.pid for n in entry.nodes])
+        return entry
+
+    def _spawn_nodes(self, entry: Entry, key: str, first: int, count: int,
+                     ports: list[int]) -> list[Node]:
+        names = sorted(entry.port_names)
+        base = {"cluster_id": entry.id, "key": key, "host": self.host, "cwd": os.getcwd(),
+                "sys_path": [os.path.abspath(p) if p else os.getcwd() for p in sys.path],
+                "env": dict(entry.env), "main_path": _main_path()}
+        nodes = []
+        for i in range(count):
+            index = first + i
+            node_ports = dict(zip(names, ports[i * len(names):(i + 1) * len(names)]))
+            boot = dict(base, name=f"node-{index}", index=index, ports=node_ports)
+            nodes.append(Node(boot=boot, launcher=self.launcher,
+                              log_path=entry.tmpdir / f"node-{index}.log",
+                              call_timeout=self.config.call_timeout,
+                              startup_timeout=self.config.startup_timeout, events=self.events))
+        peers = _peer_map(entry.nodes + nodes)
+        for node in nodes:
+            node.boot["peers"] = peers[node.name]
+        processes = self.launcher.start([n.boot for n in nodes], [n.log_path for n in nodes],
+                                        self.config.startup_timeout)
+        for node, process in zip(nodes, processes):
+            node.attach(process)
+        return nodes
+
+    def _grow(self, entry: Entry, size: int) -> None:
+        count = size - entry.size
+        names = sorted(entry.port_names)
+        ports = self.allocator.allocate(count * len(names))
+        try:
+            key = entry.nodes[0].boot["key"]
+            new = self._spawn_nodes(entry, key, entry.size, count, ports)
+        except BaseException:
+            self.allocator.release(ports)
+            raise
+        entry.nodes.extend(new)
+        entry.ports.extend(ports)
+        entry.lent_shape = None
+        self.stats["nodes_started"] += count
+
+    def _add_ports(self, entry: Entry, names: list[str]) -> None:
+        ports = self.allocator.allocate(len(names) * entry.size)
+        entry.ports.extend(ports)
+        for i, node in enumerate(entry.nodes):
+            node.boot["ports"].update(zip(names, ports[i * len(names):(i + 1) * len(names)]))
+        entry.port_names.update(names)
+        entry.lent_shape = None
+
+    # -- stopping -----------------------------------------------------------------
+    def _stop_entries(self, entries: list[Entry]) -> None:
+        for entry in entries:
+            self.events.emit("cluster_stopping", cluster=entry.id)
+        children = {entry.id: [pid for n in entry.nodes if n.alive
+                               for pid in resources.process_tree(n.pid)] for entry in entries}
+        for entry in entries:  # ask every node at once, then wait for each
+            for node in entry.nodes:
+                node._drop_connections()
+                if node.process is not None:
+                    node.resume()
+                    node.process.close_stdin()
+        for entry in entries:
+            started = time.perf_counter()
+            self._parallel(lambda n: n.stop_process(self.config.cleanup_timeout), entry.nodes)
+            leftovers = resources.alive(children[entry.id])
+            if leftovers:
+                resources.kill_all(leftovers)
+                self.events.emit("leak", cluster=entry.id, what="process", pids=leftovers,
+                                 detail=f"{len(leftovers)} child process(es) of nodes outlived "
+                                        "them and were killed")
+            self.allocator.release(entry.ports)
+            self._save_logs(entry)
+            shutil.rmtree(entry.tmpdir, ignore_errors=True)
+            if entry in self.entries:
+                self.entries.remove(entry)
+            self.events.emit("cluster_stopped", cluster=entry.id,
+                             seconds=time.perf_counter() - started,
+                             uptime=time.time() - entry.created)
+
+    def _save_logs(self, entry: Entry) -> None:
+        target = getattr(self.config, "save_cluster_logs", None)
+        if not target:
+            return
+        dest = Path(target) / entry.id
+        dest.mkdir(parents=True, exist_ok=True)
+        for log in entry.tmpdir.glob("*.log"):
+            shutil.copy2(log, dest / log.name)
+
+    @staticmethod
+    def _parallel(fn, nodes: list[Node]) -> list[Any]:
+        if len(nodes) <= 1:
+            return [fn(node) for node in nodes]
+        with ThreadPoolExecutor(max_workers=len(nodes)) as executor:
+            return list(executor.map(fn, nodes))
+
+
+def _peer_map(nodes: list[Node]) -> dict[str, dict[str, dict[str, tuple[str, int]]]]:
+    """For each node, the direct addresses of every other node's ports."""
+    return {node.name: {other.name: {name: (other.host, port)
+                                     for name, port in other.boot["ports"].items()}
+                        for other in nodes if other is not node}
+            for node in nodes}
+
+
+def _main_path() -> str | None:
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    return os.path.abspath(path) if path else None
+
+
+def _usable_host(host: str, events: EventBus) -> str:
+    try:
+        from disttest.environment import resolve_host
+    except ImportError:  # pragma: no cover
+        return host
+    address, warning = resolve_host(host)
+    if warning:
+        events.emit("warning", message=warning)
+    return address

@@ -1,0 +1,155 @@
+"""PortAllocator: node ports from the configured range, never shared by two runs.
+
+A port is handed out only when (1) it is not one of the well-known
+development ports, (2) this process can take an exclusive ``flock`` on its
+lock file, and (3) nothing listens on it right now. The lock is held for the
+life of the cluster; the kernel drops it if the process dies, so a crashed
+run never leaves a port locked. Lock files are removed on release; a locker
+re-checks after locking that its file is still the one at the path, which
+makes removal safe against a concurrent locker.
+"""
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import random
+import socket
+import tempfile
+import threading
+from pathlib import Path
+
+from disttest.errors import PortRangeExhausted
+
+# Ports that development tools commonly use: never hand them to a node.
+WELL_KNOWN_DEV_PORTS = frozenset({
+    1433, 1521, 2181, 2375, 2376, 3000, 3001, 3306, 4000, 4200, 4369, 5000, 5001,
+    5173, 5432, 5672, 5984, 6006, 6379, 6443, 7000, 7474, 8000, 8008, 8080, 8081,
+    8086, 8443, 8500, 8888, 9000, 9042, 9090, 9092, 9200, 9300, 9418, 11211,
+    15672, 25565, 27017, 27018, 28017,
+})
+
+
+def default_lock_dir() -> Path:
+    """One directory per machine, shared by every run (sticky, like /tmp)."""
+    path = Path(tempfile.gettempdir()) / "disttest-port-locks"
+    try:
+        path.mkdir(mode=0o1777, exist_ok=True)
+        os.chmod(path, 0o1777)
+    except PermissionError:
+        pass  # made by another user: usable as long as it is writable
+    return path
+
+
+def port_is_free(host: str, port: int) -> bool:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+class PortAllocator:
+    """Hands out ports from ``port_range`` and holds their locks until released."""
+
+    def __init__(self, port_range: tuple[int, int], host: str = "127.0.0.1",
+                 lock_dir: Path | None = None) -> None:
+        self.low, self.high = port_range
+        self.host = host
+        self.lock_dir = Path(lock_dir) if lock_dir else default_lock_dir()
+        self._held: dict[int, int] = {}  # port -> fd of its lock file
+        self._lock = threading.Lock()
+
+    @property
+    def held(self) -> frozenset[int]:
+        return frozenset(self._held)
+
+    def candidates(self) -> list[int]:
+        ports = [p for p in range(self.low, self.high + 1) if p not in WELL_KNOWN_DEV_PORTS]
+        # Start at a random point so concurrent runs rarely contend for a port.
+        start = random.randrange(len(ports)) if ports else 0
+        return ports[start:] + ports[:start]
+
+    def allocate(self, count: int) -> list[int]:
+        """``count`` free, locked ports, or PortRangeExhausted with the holders."""
+        got: list[int] = []
+        with self._lock:
+            for port in self.candidates():
+                if len(got) == count:
+                    break
+                if port in self._held:
+                    continue
+                fd = self._try_lock(port)
+                if fd is None:
+                    continue
+                if not port_is_free(self.host, port):
+                    self._unlock(port, fd)
+                    continue
+                self._held[port] = fd
+                got.append(port)
+            if len(got) < count:
+                for port in got:
+                    self._unlock(port, self._held.pop(port))
+                raise self._exhausted(count, len(got))
+        return got
+
+    def release(self, ports) -> None:
+        with self._lock:
+            for port in ports:
+                fd = self._held.pop(port, None)
+                if fd is not None:
+                    self._unlock(port, fd)
+
+    def release_all(self) -> None:
+        self.release(list(self._held))
+
+    def _path(self, port: int) -> Path:
+        return self.lock_dir / f"{port}.lock"
+
+    def _try_lock(self, port: int) -> int | None:
+        path = self._path(port)
+        for _ in range(3):
+            try:
+                fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+            except OSError:
+                return None
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as exc:
+                os.close(fd)
+                if exc.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                    return None
+                raise
+            try:  # still the file at the path? (another process may have removed it)
+                if os.fstat(fd).st_ino == os.stat(path).st_ino:
+                    os.ftruncate(fd, 0)
+                    os.write(fd, f"{os.getpid()}\n".encode())
+                    return fd
+            except FileNotFoundError:
+                pass
+            os.close(fd)
+        return None
+
+    def _unlock(self, port: int, fd: int) -> None:
+        try:
+            os.unlink(self._path(port))
+        except OSError:
+            pass
+        os.close(fd)
+
+    def _exhausted(self, needed: int, found: int) -> PortRangeExhausted:
+        from disttest.resources import port_holders
+
+        holders = port_holders(self.low, self.high, self.lock_dir)
+        shown = "; ".join(holders[:8]) + (f"; and {len(holders) - 8} more" if len(holders) > 8 else "")
+        return PortRangeExhausted(
+            f"port_range {self.low}-{self.high} has only {found} free port(s), "
+            f"{needed} needed",
+            f"ports in the range are held by: {shown}" if holders else
+            "the range is too small for the clusters asked for",
+            [f'widen port_range, e.g. port_range = "{self.low}-{min(65535, self.high + max(needed, 100) * 2)}"',
+             "stop clusters left running: python -m disttest cluster clean"],
+            port_range=(self.low, self.high), needed=needed, holders=holders)

@@ -1,0 +1,75 @@
+"""Turning calls into bytes on the controller side.
+
+Functions travel by reference (a pickle of an importable callable). Lambdas,
+closures and other objects plain pickle refuses go through cloudpickle when
+it is installed; otherwise the error says which object failed and how to
+make it work.
+"""
+from __future__ import annotations
+
+import pickle
+from typing import Any
+
+from disttest.errors import SerializationError
+
+try:  # optional extra: disttest[cloudpickle]
+    import cloudpickle as _cloudpickle
+except ImportError:  # pragma: no cover - depends on the environment
+    _cloudpickle = None
+
+_PLAIN_FAILURES = (pickle.PicklingError, AttributeError, TypeError)
+
+
+def _describe(obj: Any) -> str:
+    kind = type(obj)
+    name = getattr(obj, "__qualname__", None)
+    what = f"{kind.__module__}.{kind.__qualname__}"
+    return f"{what} {name!r}" if name and callable(obj) else what
+
+
+def _culprit(parts: dict[str, Any]) -> tuple[str, Any] | None:
+    for label, obj in parts.items():
+        try:
+            pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+        except Exception:
+            return label, obj
+    return None
+
+
+def dumps_request(op: str, fn: Any, args: tuple, kwargs: dict) -> bytes:
+    message = (op, fn, args, kwargs)
+    try:
+        return pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+    except _PLAIN_FAILURES as plain_error:
+        if _cloudpickle is not None:
+            try:
+                return _cloudpickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+            except Exception as exc:
+                error: Exception = exc
+            else:  # pragma: no cover
+                raise
+        else:
+            error = plain_error
+    parts = {"the function": fn}
+    parts.update({f"argument {i + 1}": arg for i, arg in enumerate(args)})
+    parts.update({f"keyword argument {k!r}": v for k, v in kwargs.items()})
+    found = _culprit(parts) or ("the call", message)
+    label, obj = found
+    steps = []
+    if _cloudpickle is None:
+        steps.append("install the cloudpickle extra to send lambdas and closures: "
+                     "pip install 'disttest[cloudpickle]'")
+    steps.append("or send a function defined at the top level of an importable module")
+    raise SerializationError(
+        f"{label} ({_describe(obj)}) cannot be sent to a node: {error}",
+        "calls travel to node processes as pickles; this object cannot be pickled"
+        + ("" if _cloudpickle is not None else " without cloudpickle"),
+        steps, kind="serialization")
+
+
+def dumps(message: Any) -> bytes:
+    return pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def loads(data: bytes) -> Any:
+    return pickle.loads(data)

@@ -1,0 +1,162 @@
+"""The one tree of disttest exceptions, each carrying a :class:`Diagnosis`.
+
+Every error tells the user three things: what went wrong (``problem``), the
+likely reason (``cause``) and concrete steps that fix it (``steps``). Errors
+keep working after a pickle round trip (they cross process boundaries between
+the controller and nodes) and keep remote traceback text as a plain string.
+"""
+from __future__ import annotations
+
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs ms on nodes
+
+if TYPE_CHECKING:  # node processes import this module: keep it light at run time
+    from typing import Any, Sequence
+
+__all__ = [
+    "Diagnosis",
+    "DisttestError",
+    "ConfigError",
+    "ClusterStartError",
+    "NodeCrashedError",
+    "RemoteError",
+    "PortRangeExhausted",
+    "CallTimeoutError",
+    "SerializationError",
+    "NetworkModeError",
+]
+
+
+class Diagnosis:
+    """What went wrong, why it probably did, and how to fix it.
+
+    ``kind`` is a short stable key, used to print each problem once.
+    """
+
+    __slots__ = ("problem", "cause", "steps", "kind")
+
+    def __init__(self, problem: str, cause: str = "", steps: Sequence[str] = (),
+                 kind: str = "error") -> None:
+        self.problem = problem
+        self.cause = cause
+        self.steps = tuple(steps)
+        self.kind = kind
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Diagnosis) and self.to_dict() == other.to_dict()
+
+    def __hash__(self) -> int:
+        return hash((self.kind, self.problem, self.cause, self.steps))
+
+    def __repr__(self) -> str:
+        return f"Diagnosis({self.problem!r}, kind={self.kind!r})"
+
+    def render(self, indent: str = "") -> str:
+        lines = [indent + self.problem]
+        if self.cause:
+            lines.append(f"{indent}  cause: {self.cause}")
+        for step in self.steps:
+            lines.append(f"{indent}  fix:   {step}")
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "problem": self.problem, "cause": self.cause,
+                "steps": list(self.steps)}
+
+
+class DisttestError(Exception):
+    """Base of every error disttest raises on purpose."""
+
+    kind = "error"
+
+    def __init__(self, problem: str, cause: str = "", steps: Sequence[str] = (),
+                 **fields: Any) -> None:
+        self.diagnosis = Diagnosis(problem, cause, tuple(steps), fields.pop("kind", self.kind))
+        self.fields = fields
+        for key, value in fields.items():
+            setattr(self, key, value)
+        super().__init__(self.diagnosis.render())
+
+    def __reduce__(self):  # keep the structured fields across pickling
+        d = self.diagnosis
+        return (_rebuild, (type(self), d.problem, d.cause, tuple(d.steps), d.kind, self.fields))
+
+
+def _rebuild(cls, problem, cause, steps, kind, fields):
+    return cls(problem, cause, steps, kind=kind, **fields)
+
+
+class ConfigError(DisttestError):
+    """A configuration value, declaration or option is wrong.
+
+    ``source`` names where the value came from (a file, a variable, an option
+    or a test class), ``key`` the setting, ``value`` what was given and
+    ``allowed`` what would have been accepted.
+    """
+
+    kind = "config"
+
+    @classmethod
+    def bad_value(cls, source: str, key: str, value: Any, allowed: str,
+                  hint: str = "") -> "ConfigError":
+        problem = f"{source}: {key} = {value!r} is not allowed; {key} must be {allowed}"
+        steps = [hint] if hint else [f"set {key} to {allowed} in {source}"]
+        return cls(problem, steps=steps, source=source, key=key, value=value, allowed=allowed)
+
+
+class ClusterStartError(DisttestError):
+    """A cluster (or one of its nodes) could not be started."""
+
+    kind = "cluster-start"
+
+
+class NodeCrashedError(DisttestError):
+    """A node process died while it was being used."""
+
+    kind = "node-crashed"
+
+
+class RemoteError(DisttestError):
+    """An exception raised by code running on a node.
+
+    ``remote_type`` is the qualified name of the exception type on the node and
+    ``remote_traceback`` the formatted traceback text from the node.
+    """
+
+    kind = "remote"
+
+    def __init__(self, problem: str, cause: str = "", steps: Sequence[str] = (),
+                 **fields: Any) -> None:
+        fields.setdefault("remote_type", "Exception")
+        fields.setdefault("remote_traceback", "")
+        fields.setdefault("node", "")
+        super().__init__(problem, cause, steps, **fields)
+
+    def __str__(self) -> str:
+        where = f" on node {self.node}" if self.node else ""
+        return (f"{self.remote_type}{where}: {self.diagnosis.problem}\n\n"
+                f"Remote traceback (most recent call last on the node):\n"
+                f"{self.remote_traceback.rstrip()}")
+
+
+class PortRangeExhausted(ClusterStartError):
+    """Not enough free ports are left in the configured ``port_range``."""
+
+    kind = "port-range-exhausted"
+
+
+class CallTimeoutError(DisttestError, TimeoutError):
+    """A call into a node did not answer within its timeout."""
+
+    kind = "call-timeout"
+
+
+class SerializationError(DisttestError, TypeError):
+    """A function, argument or result could not be sent between processes."""
+
+    kind = "serialization"
+
+
+class NetworkModeError(DisttestError):
+    """A network fault was asked of a cluster whose network mode cannot do it."""
+
+    kind = "network-mode"

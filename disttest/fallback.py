@@ -1,0 +1,60 @@
+"""What happens when a class's cluster cannot start.
+
+The pool has already retried with backoff; what is left is the configured
+fallback: ``fail`` (the class's tests error with the diagnosis), ``skip``
+(they are skipped with the diagnosis as the reason), ``reduce`` (the largest
+size that starts, not below the class's ``min_cluster_size``) or
+``simulate`` (nodes run as threads of the controller). Every choice is
+emitted as a ``fallback`` event, so the summary lists it.
+"""
+from __future__ import annotations
+
+import unittest
+
+from disttest.errors import ClusterStartError, ConfigError
+from disttest.requirements import requirement_of
+
+POLICIES = ("skip", "reduce", "simulate", "fail")
+
+
+def policy_for(session, cls: type) -> str:
+    policy = getattr(cls, "fallback", None) or session.fallback or \
+        session.config.effective_fallback
+    if policy not in POLICIES:
+        raise ConfigError.bad_value(f"test class {cls.__module__}.{cls.__qualname__}",
+                                    "fallback", policy, " or ".join(POLICIES))
+    return policy
+
+
+def base_size(session, cls: type) -> int:
+    """The class's own size, before method-level sizes make the cluster larger."""
+    config = session.config
+    return requirement_of(cls, size=session.size_override,
+                          default_size=config.default_cluster_size,
+                          max_size=config.max_cluster_size).size
+
+
+def acquire(session, cls: type, requirement):
+    """(cluster, the class's own size) for ``cls``, applying the fallback on failure."""
+    size = base_size(session, cls)
+    try:
+        return session.pool.acquire(requirement), size
+    except ClusterStartError as error:
+        policy = policy_for(session, cls)
+        name = f"{cls.__module__}.{cls.__qualname__}"
+        if policy == "reduce":
+            floor = requirement.min_size or size
+            for smaller in range(requirement.size - 1, floor - 1, -1):
+                try:
+                    cluster = session.pool.acquire(requirement.with_size(smaller))
+                except ClusterStartError:
+                    continue
+                session.events.emit("fallback", cls=name, policy="reduce", error=error,
+                                    detail=f"reduced from {requirement.size} to {smaller} nodes")
+                return cluster, min(size, smaller)
+        session.events.emit("fallback", cls=name, policy=policy, error=error,
+                            detail=error.diagnosis.problem)
+        if policy == "skip":
+            raise unittest.SkipTest("cluster could not start: " +
+                                    error.diagnosis.render()) from None
+        raise

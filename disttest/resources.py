@@ -1,0 +1,96 @@
+"""Who holds what: ports, processes and memory, seen through psutil.
+
+Used for diagnoses (which process holds a port) and accounting (memory and
+CPU of nodes). Controller side only.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def describe_process(pid: int) -> str:
+    import psutil
+
+    try:
+        proc = psutil.Process(pid)
+        cmd = " ".join(proc.cmdline()[:4]) or proc.name()
+        return f"pid {pid} ({cmd[:80]})"
+    except (psutil.Error, OSError):
+        return f"pid {pid}"
+
+
+def port_holders(low: int, high: int, lock_dir: Path | None = None) -> list[str]:
+    """One line per port in [low, high] that is listened on or locked by a run."""
+    import psutil
+
+    found: dict[int, str] = {}
+    try:
+        for conn in psutil.net_connections(kind="inet"):
+            if conn.laddr and low <= conn.laddr.port <= high and conn.status == psutil.CONN_LISTEN:
+                who = describe_process(conn.pid) if conn.pid else "another user's process"
+                found.setdefault(conn.laddr.port, f"{conn.laddr.port} listened on by {who}")
+    except (psutil.Error, OSError):
+        pass
+    if lock_dir is not None and Path(lock_dir).is_dir():
+        for path in Path(lock_dir).glob("*.lock"):
+            try:
+                port = int(path.stem)
+                pid = int(path.read_text().strip() or 0)
+            except (ValueError, OSError):
+                continue
+            if low <= port <= high and port not in found and pid and psutil.pid_exists(pid):
+                found[port] = f"{port} locked by disttest run {describe_process(pid)}"
+    return [found[p] for p in sorted(found)]
+
+
+def holder_of(host: str, port: int) -> str | None:
+    """The process listening on ``port`` (any address), if it can be seen."""
+    lines = port_holders(port, port)
+    return lines[0] if lines else None
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid``'s descendants (not ``pid`` itself); empty when it is gone."""
+    import psutil
+
+    try:
+        return [child.pid for child in psutil.Process(pid).children(recursive=True)]
+    except (psutil.Error, OSError):
+        return []
+
+
+def alive(pids) -> list[int]:
+    import psutil
+
+    out = []
+    for pid in pids:
+        try:
+            if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+                out.append(pid)
+        except (psutil.Error, OSError):
+            pass
+    return out
+
+
+def usage(pid: int) -> tuple[int, float] | None:
+    """(resident memory in bytes, CPU seconds) of a live process."""
+    import psutil
+
+    try:
+        proc = psutil.Process(pid)
+        with proc.oneshot():
+            cpu = proc.cpu_times()
+            return proc.memory_info().rss, cpu.user + cpu.system
+    except (psutil.Error, OSError):
+        return None
+
+
+def kill_all(pids) -> None:
+    import signal
+
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass

@@ -1,0 +1,131 @@
+"""Session: the configuration, events and pool that cluster tests use right now.
+
+Under ``python -m disttest`` the runner makes a session with its plan and
+activates it for the run. Under any other runner (``python -m unittest``,
+pytest, an IDE) the first cluster test makes a default session from the
+project's configuration; its clusters are stopped at interpreter exit.
+Either way a test class acquires through the same :class:`ClusterPool`.
+"""
+from __future__ import annotations
+
+import atexit
+import contextlib
+import signal
+import threading
+from typing import Iterator
+
+from disttest.events import EventBus
+from disttest.requirements import Requirement, requirement_of
+
+
+class Session:
+    """What cluster tests in this process consult: config, pool, plan."""
+
+    def __init__(self, config, events: EventBus | None = None, pool=None, *,
+                 planned: dict[type, Requirement] | None = None,
+                 skip_reason: str | None = None, size_override: int | None = None,
+                 fallback: str | None = None, simulate: bool = False) -> None:
+        from disttest.clusters.pool import ClusterPool
+
+        self.config = config
+        self.events = events or EventBus()
+        self.pool = pool or ClusterPool(config, self.events)
+        self.planned = planned if planned is not None else {}
+        self.skip_reason = skip_reason
+        self.size_override = size_override
+        self.fallback = fallback
+        self.simulate = simulate
+        self.forced_cluster = None
+        self.clusters_by_class: dict[type, object] = {}
+
+    def requirement_for(self, cls: type) -> Requirement:
+        """The requirement to acquire for ``cls``: planned, else read from it."""
+        if cls in self.planned:
+            return self.planned[cls]
+        return class_requirement(cls, self.config, self.size_override)
+
+    def skip_reason_for(self, cls: type) -> str | None:
+        if self.skip_reason:
+            return self.skip_reason
+        if not self.config.auto_cluster:
+            return ("cluster tests are not given clusters: auto_cluster = false (manual mode); "
+                    "set auto_cluster = true or start clusters with ClusterTestHelper")
+        return None
+
+    def shutdown(self) -> None:
+        self.pool.shutdown()
+
+
+def method_sizes(cls: type) -> dict[str, int]:
+    """Sizes asked by ``@disttest.cluster_size(n)`` on test methods of ``cls``."""
+    sizes = {}
+    for name in dir(cls):
+        size = getattr(getattr(cls, name, None), "_disttest_cluster_size", None)
+        if size is not None:
+            sizes[name] = size
+    return sizes
+
+
+def class_requirement(cls: type, config, size_override: int | None = None,
+                      methods: list[str] | None = None) -> Requirement:
+    """``cls``'s requirement: its size, or the largest of ``methods``' sizes."""
+    from disttest.requirements import check_size
+
+    base = requirement_of(cls, default_size=config.default_cluster_size,
+                          max_size=config.max_cluster_size)
+    if size_override is not None:
+        return base.with_size(size_override)
+    sizes = method_sizes(cls)
+    wanted = [check_size(size, cls, f"cluster_size of {name}", config.max_cluster_size)
+              for name, size in sizes.items() if methods is None or name in methods]
+    return base.with_size(max([base.size, *wanted]))
+
+
+_current: Session | None = None
+_lock = threading.Lock()
+
+
+def current() -> Session:
+    """The active session, making the default one on first use."""
+    global _current
+    with _lock:
+        if _current is None:
+            from disttest.config import load_config
+
+            _current = Session(load_config())
+            atexit.register(_current.shutdown)
+            _stop_on_sigterm(_current)
+        return _current
+
+
+def peek() -> Session | None:
+    """The active session, or None (never makes one)."""
+    return _current
+
+
+@contextlib.contextmanager
+def activate(session: Session) -> Iterator[Session]:
+    """Make ``session`` the active one for the duration of a run."""
+    global _current
+    with _lock:
+        previous, _current = _current, session
+    try:
+        yield session
+    finally:
+        with _lock:
+            _current = previous
+
+
+def _stop_on_sigterm(session: Session) -> None:
+    # A foreign runner killed with SIGTERM would skip atexit; stop the nodes first.
+    if threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        return
+
+    def handler(signum, frame):
+        session.shutdown()
+        signal.signal(signum, signal.SIG_DFL)
+        signal.raise_signal(signum)
+
+    signal.signal(signal.SIGTERM, handler)
