@@ -25,7 +25,7 @@ _EXPORTS = {
     "cluster": "disttest.helpers",
     "current_cluster": "disttest.helpers",
     "ClusterTestHelper": "disttest.helpers",
-    "main": "disttest.main",
+    "main": "disttest.program",
     "DistributedTestLoader": "disttest.loader",
     "DistributedTestRunner": "disttest.runner",
     "DistributedTestResult": "disttest.result",

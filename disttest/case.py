@@ -64,27 +64,32 @@ class DistributedTestCase(unittest.TestCase):
         """Undo ``setUpCluster``; the node reset undoes the rest."""
 
     # -- per test --------------------------------------------------------------
+    def run(self, result=None):
+        # A method that asked for its own size sees a cluster of that size.
+        lent = type(self).__dict__.get("_disttest_lent")
+        size = getattr(getattr(self, self._testMethodName, None), "_disttest_cluster_size", None)
+        if lent is not None and size:
+            self.cluster = lent.view(min(size, len(lent)))
+        return super().run(result)
+
     @property
     def nodes(self) -> list:
         """The nodes this test asked for (its method's size, else the class's)."""
         return self.cluster_nodes()
 
     def cluster_nodes(self) -> list:
-        cluster = type(self).cluster
-        if cluster is None:
+        if self.cluster is None:
             raise DisttestError(f"{type(self).__qualname__} has no cluster",
                                 "setUpClass did not run or did not call super().setUpClass()",
                                 ["call super().setUpClass() in an overriding setUpClass"],
                                 kind="no-cluster")
-        method = getattr(self, self._testMethodName, None)
-        size = getattr(method, "_disttest_cluster_size", None)
-        nodes = list(cluster.nodes)
-        return nodes[:size] if size else nodes[:_class_size(type(self), len(nodes))]
+        return list(self.cluster.nodes)
 
     @contextlib.contextmanager
     def with_cluster_size(self, n: int) -> Iterator[list]:
         """Yield the first ``n`` nodes, or skip the test when the cluster is smaller."""
-        nodes = list(type(self).cluster.nodes) if type(self).cluster else []
+        lent = type(self).__dict__.get("_disttest_lent")
+        nodes = list(lent.nodes) if lent is not None else []
         if len(nodes) < n:
             raise unittest.SkipTest(f"needs {n} nodes, the cluster has {len(nodes)}")
         yield nodes[:n]
@@ -127,31 +132,30 @@ class DistributedTestCase(unittest.TestCase):
             self.fail(self._formatMessage(msg, f"cluster is not healthy: {detail}"))
 
 
-def _class_size(cls: type, available: int) -> int:
-    declared = cls.__dict__.get("_disttest_size_lent")
-    return min(declared or available, available)
-
-
 def _acquire_cluster(cls: type) -> None:
     session = _session.current()
     reason = session.skip_reason_for(cls)
     if reason:
         raise unittest.SkipTest(reason)
-    requirement = session.requirement_for(cls)
     from disttest.fallback import acquire
 
-    cluster, base_size = acquire(session, cls, requirement)
-    cls.cluster = cluster
-    cls._disttest_size_lent = base_size
+    try:
+        requirement = session.requirement_for(cls)
+        cluster, base_size = acquire(session, cls, requirement)
+    except DisttestError as error:
+        # The diagnosis says everything; disttest's own frames would only hide it.
+        raise error.with_traceback(None) from None
+    cls._disttest_lent = cluster  # every node lent, for methods that asked for more
+    cls.cluster = cluster.view(min(base_size, len(cluster)))
     session.clusters_by_class[cls] = cluster
 
 
 def _release_cluster(cls: type) -> None:
-    cluster = cls.__dict__.get("cluster")
+    cluster = cls.__dict__.get("_disttest_lent")
     if cluster is None:
         return
-    cls.cluster = None
-    _session.current().pool.release(cluster)
+    cls.cluster = cls._disttest_lent = None
+    _session.current().release(cls, cluster)
 
 
 # -- decorators -------------------------------------------------------------------
@@ -173,10 +177,8 @@ def tag(*names: str) -> Callable:
             raise DisttestError(f"tag names are non-empty strings, got {name!r}", kind="config")
 
     def decorate(obj):
-        if isinstance(obj, type):
-            obj.tags = frozenset(getattr(obj, "tags", ()) or ()) | set(names)
-        else:
-            obj._disttest_tags = frozenset(getattr(obj, "_disttest_tags", ())) | set(names)
+        # On the class's (or method's) own dict, so a subclass's tags add to its base's.
+        obj._disttest_tags = frozenset(getattr(obj, "_disttest_tags", ())) | set(names)
         return obj
     return decorate
 

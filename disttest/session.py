@@ -12,6 +12,7 @@ import atexit
 import contextlib
 import signal
 import threading
+from collections import Counter
 from typing import Iterator
 
 from disttest.events import EventBus
@@ -25,18 +26,36 @@ class Session:
                  planned: dict[type, Requirement] | None = None,
                  skip_reason: str | None = None, size_override: int | None = None,
                  fallback: str | None = None, simulate: bool = False) -> None:
-        from disttest.clusters.pool import ClusterPool
-
         self.config = config
         self.events = events or EventBus()
-        self.pool = pool or ClusterPool(config, self.events)
+        self._pool = pool
         self.planned = planned if planned is not None else {}
+        self._remaining = Counter(req.key for req in self.planned.values())
         self.skip_reason = skip_reason
         self.size_override = size_override
         self.fallback = fallback
         self.simulate = simulate
         self.forced_cluster = None
         self.clusters_by_class: dict[type, object] = {}
+
+    @property
+    def pool(self):
+        """The session's ClusterPool, made on first use (plain suites never pay for it)."""
+        if self._pool is None:
+            from disttest.clusters.pool import ClusterPool
+
+            self._pool = ClusterPool(self.config, self.events)
+        return self._pool
+
+    def release(self, cls: type, cluster) -> None:
+        """Give ``cls``'s cluster back; stop it when no planned class needs it again."""
+        self.pool.release(cluster)
+        requirement = self.planned.get(cls)
+        if requirement is None:
+            return
+        self._remaining[requirement.key] -= 1
+        if self._remaining[requirement.key] <= 0:
+            self.pool.stop_idle(requirement.key)
 
     def requirement_for(self, cls: type) -> Requirement:
         """The requirement to acquire for ``cls``: planned, else read from it."""
@@ -53,7 +72,8 @@ class Session:
         return None
 
     def shutdown(self) -> None:
-        self.pool.shutdown()
+        if self._pool is not None:
+            self._pool.shutdown()
 
 
 def method_sizes(cls: type) -> dict[str, int]:

@@ -37,6 +37,14 @@ class Cluster:
     def __getitem__(self, index):
         return self.nodes[index]
 
+    def view(self, size: int) -> "Cluster":
+        """The first ``size`` nodes as a cluster of their own (same processes)."""
+        if size == len(self.nodes):
+            return self
+        return Cluster(self.id, self.nodes[:size], pool=self._pool, entry=self._entry,
+                       simulated=self.simulated, network=self.network,
+                       startup_timeout=self._startup_timeout)
+
     def node(self, name: str) -> Node:
         for node in self.nodes:
             if node.name == name:

@@ -169,18 +169,16 @@ class Node:
 
     def _request_bytes(self, payload: bytes, what: str, timeout: float | None = None) -> Any:
         timeout = self.call_timeout if timeout is None else timeout
-        conn = self._connection(what)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        conn = self._connection(what, timeout)
         try:
-            conn.settimeout(timeout)
+            # Opening a connection may have used part of the time.
+            conn.settimeout(None if deadline is None else max(0.001, deadline - time.monotonic()))
             protocol.send_frame(conn, payload)
             status, value = serialize.loads(protocol.recv_frame(conn))
         except socket.timeout:
             conn.close()
-            hint = "it is paused: call node.resume()" if self.paused else \
-                "the function may block; use node.submit(...).result(timeout) to bound it"
-            raise CallTimeoutError(f"node {self.name} did not answer {what} within {timeout:g}s",
-                                   hint, ["raise call_timeout in the configuration"],
-                                   node=self.name) from None
+            raise self._timed_out(what, timeout) from None
         except (EOFError, OSError) as exc:
             conn.close()
             raise self._lost(what, exc) from None
@@ -193,18 +191,35 @@ class Node:
             return value
         raise _remote_error(self.name, value)
 
-    def _connection(self, what: str) -> socket.socket:
+    def _timed_out(self, what: str, timeout: float) -> CallTimeoutError:
+        hint = "it is paused: call node.resume()" if self.paused else \
+            "the function may block; use node.submit(...).result(timeout) to bound it"
+        return CallTimeoutError(f"node {self.name} did not answer {what} within {timeout:g}s",
+                                hint, ["raise call_timeout in the configuration"],
+                                node=self.name)
+
+    def _connection(self, what: str, timeout: float | None = None) -> socket.socket:
         with self._lock:
             if self._free:
                 return self._free.pop()
             process = self.process
         if process is None or not process.alive():
             raise self._lost(what, None)
+        # A paused or busy node still completes the TCP handshake (the kernel
+        # does), but not ours: bound it by the call's own timeout.
+        limit = 10.0 if timeout is None else timeout
+        conn = None
         try:
-            conn = socket.create_connection((self.host, process.control_port), timeout=10)
+            conn = socket.create_connection((self.host, process.control_port), timeout=limit)
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             protocol.client_handshake(conn, self._key)
+        except socket.timeout:
+            if conn is not None:
+                conn.close()
+            raise self._timed_out(what, limit) from None
         except (OSError, EOFError) as exc:
+            if conn is not None:
+                conn.close()
             raise self._lost(what, exc) from None
         return conn
 

@@ -22,7 +22,6 @@ import sys
 import tempfile
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -124,6 +123,11 @@ class ClusterPool:
             entry = cluster._entry
             if entry is not None and entry in self.entries:
                 self._stop_entries([entry])
+
+    def stop_idle(self, key: tuple) -> None:
+        """Stop idle clusters of compatibility ``key`` (no later class needs them)."""
+        with self._lock:
+            self._stop_entries([e for e in self.entries if not e.busy and e.key == key])
 
     def shutdown(self) -> None:
         """Stop every cluster this pool started."""
@@ -319,7 +323,8 @@ class ClusterPool:
                     node.process.close_stdin()
         for entry in entries:
             started = time.perf_counter()
-            self._parallel(lambda n: n.stop_process(self.config.cleanup_timeout), entry.nodes)
+            for node in entry.nodes:  # every node was asked already: they end together
+                node.stop_process(self.config.cleanup_timeout)
             leftovers = resources.alive(children[entry.id])
             if leftovers:
                 resources.kill_all(leftovers)
@@ -346,10 +351,27 @@ class ClusterPool:
 
     @staticmethod
     def _parallel(fn, nodes: list[Node]) -> list[Any]:
+        """``fn(node)`` for every node at once; the first error is raised after all end."""
         if len(nodes) <= 1:
             return [fn(node) for node in nodes]
-        with ThreadPoolExecutor(max_workers=len(nodes)) as executor:
-            return list(executor.map(fn, nodes))
+        results: list[Any] = [None] * len(nodes)
+        errors: list[BaseException] = []
+
+        def run(i: int, node: Node) -> None:
+            try:
+                results[i] = fn(node)
+            except BaseException as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=run, args=(i, n), name="disttest-pool", daemon=True)
+                   for i, n in enumerate(nodes)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        if errors:
+            raise errors[0]
+        return results
 
 
 def _peer_map(nodes: list[Node]) -> dict[str, dict[str, dict[str, tuple[str, int]]]]:

@@ -1,0 +1,45 @@
+"""Command line: the test run (``python -m disttest [unittest args]``) and subcommands.
+
+``python -m disttest config`` prints the effective configuration; every other
+first word is handed to the unittest-compatible test program.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from disttest.errors import DisttestError
+
+SUBCOMMANDS = ("config",)
+
+
+def _config_command(argv: list[str]) -> int:
+    from disttest.config import format_config, load_config
+
+    parser = argparse.ArgumentParser(prog="python -m disttest config",
+                                     description="Print every effective setting and its source.")
+    parser.add_argument("--json", action="store_true", help="print JSON for machines")
+    ci = parser.add_mutually_exclusive_group()
+    ci.add_argument("--ci", dest="ci", action="store_const", const=True)
+    ci.add_argument("--no-ci", dest="ci", action="store_const", const=False)
+    args = parser.parse_args(argv)
+    print(format_config(load_config(ci=args.ci), as_json=args.json))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv if argv is None else argv)
+    if len(argv) > 1 and argv[1] in SUBCOMMANDS:
+        try:
+            return {"config": _config_command}[argv[1]](argv[2:])
+        except DisttestError as error:
+            sys.stderr.write(f"disttest: error: {error.diagnosis.render()}\n")
+            return 2
+    from disttest.program import DistributedTestProgram
+
+    DistributedTestProgram(module=None, argv=argv)
+    return 0
+
+
+def console_main() -> None:
+    sys.exit(main())

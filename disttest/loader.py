@@ -1,0 +1,102 @@
+"""DistributedTestLoader and test selection by tags.
+
+Loading is unittest's own (names, discovery, ``-k``, ``load_tests``); what
+disttest adds happens on the loaded tests: the tags of each test, selection
+with ``--only``/``--exclude``, and stand-ins that report cluster tests as
+skipped when clusters are turned off.
+
+A module that manages clusters by hand (its source mentions
+``ClusterTestHelper``, ``start_cluster`` or ``disttest.cluster``) has its
+tests tagged ``cluster`` and ``distributed``, so tag selection treats them as
+cluster tests too.
+"""
+from __future__ import annotations
+
+import re
+import sys
+import unittest
+from functools import lru_cache
+
+from disttest.planner import is_cluster_class
+
+__unittest = True
+
+_MANUAL = re.compile(r"\b(ClusterTestHelper|start_cluster|disttest\.cluster\s*\()")
+
+
+class DistributedTestLoader(unittest.TestLoader):
+    """unittest's loader; selection and planning happen on what it loads."""
+
+
+@lru_cache(maxsize=None)
+def _module_uses_clusters_by_hand(module_name: str) -> bool:
+    module = sys.modules.get(module_name)
+    path = getattr(module, "__file__", None)
+    if not path or not path.endswith(".py"):
+        return False
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return bool(_MANUAL.search(f.read()))
+    except OSError:
+        return False
+
+
+def tags_of(test) -> frozenset[str]:
+    """Declared tags of a test, with ``distributed`` implied on cluster tests."""
+    cls = type(test)
+    tags: set[str] = set()
+    if is_cluster_class(cls):
+        tags.update(getattr(cls, "tags", ()) or ())
+        tags.add("distributed")
+    method = getattr(test, getattr(test, "_testMethodName", ""), None)
+    tags.update(getattr(method, "_disttest_tags", ()) or ())
+    tags.update(getattr(cls, "_disttest_tags", ()) or ())
+    if isinstance(test, unittest.TestCase) and _module_uses_clusters_by_hand(cls.__module__):
+        tags.update(("cluster", "distributed"))
+    return frozenset(tags)
+
+
+def select(tests: list, only: list[str], exclude: list[str]) -> tuple[list, bool]:
+    """(tests kept, whether anything was removed)."""
+    if not only and not exclude:
+        return tests, False
+    kept = []
+    for test in tests:
+        if not isinstance(test, unittest.TestCase):
+            kept.append(test)  # opaque suites and failed imports are always kept
+            continue
+        tags = tags_of(test)
+        if only and not tags.intersection(only):
+            continue
+        if exclude and tags.intersection(exclude):
+            continue
+        kept.append(test)
+    return kept, len(kept) != len(tests)
+
+
+class SkippedTest:
+    """Stands in for a test in a suite and reports it skipped with ``reason``."""
+
+    def __init__(self, test: unittest.TestCase, reason: str) -> None:
+        self.test = test
+        self.reason = reason
+
+    def countTestCases(self) -> int:
+        return 1
+
+    def id(self) -> str:
+        return self.test.id()
+
+    def __str__(self) -> str:
+        return str(self.test)
+
+    def __call__(self, result):
+        return self.run(result)
+
+    def run(self, result):
+        result.startTest(self.test)
+        try:
+            result.addSkip(self.test, self.reason)
+        finally:
+            result.stopTest(self.test)
+        return result

@@ -1,0 +1,201 @@
+"""Plan: which cluster each test class needs, and the order that starts fewest.
+
+The loaded suite is flattened into *units* that must stay contiguous: a test
+class (so ``setUpClass`` runs once), or a whole module when it defines
+``setUpModule``/``tearDownModule`` (so those run once, as under unittest).
+Units that need no cluster run first, in their original order. Cluster units
+are grouped by requirement; groups sharing a compatibility key run together
+in increasing size, so one cluster starts small and grows, and is reset
+between classes instead of restarted. A fresh-cluster class gets its own.
+
+A suite with no cluster test is never reordered.
+"""
+from __future__ import annotations
+
+import sys
+import unittest
+from dataclasses import dataclass, field
+from typing import Iterable, Iterator
+
+from disttest.requirements import Requirement
+
+__unittest = True
+
+
+def is_cluster_class(cls: type) -> bool:
+    from disttest.case import DistributedTestCase
+
+    return isinstance(cls, type) and issubclass(cls, DistributedTestCase)
+
+
+def iter_tests(suite) -> Iterator:
+    """Leaves of a suite; a suite class with its own ``run`` is kept whole."""
+    for item in suite:
+        if isinstance(item, unittest.TestSuite) and (
+                type(item).run is unittest.TestSuite.run):
+            yield from iter_tests(item)
+        else:
+            yield item
+
+
+@dataclass
+class Unit:
+    """Tests that must run together: one class, or one module with fixtures."""
+
+    tests: list = field(default_factory=list)
+    classes: list[type] = field(default_factory=list)
+    requirement: Requirement | None = None  # None: needs no cluster
+
+    @property
+    def label(self) -> str:
+        return ", ".join(f"{c.__module__}.{c.__qualname__}" for c in self.classes)
+
+
+@dataclass
+class Group:
+    """Consecutive classes served by one cluster requirement."""
+
+    requirement: Requirement
+    units: list[Unit] = field(default_factory=list)
+    action: str = "start"       # start | grow | reuse
+    cluster: int = 0            # which planned cluster (1-based)
+    last_of_cluster: bool = False
+
+    @property
+    def tests(self) -> list:
+        return [t for unit in self.units for t in unit.tests]
+
+    @property
+    def classes(self) -> list[type]:
+        return [c for unit in self.units for c in unit.classes]
+
+
+@dataclass
+class Plan:
+    plain: list[Unit]
+    groups: list[Group]
+    requirements: dict[type, Requirement]
+    reordered: bool
+
+    @property
+    def cluster_starts(self) -> int:
+        return sum(1 for g in self.groups if g.action == "start")
+
+    def ordered_tests(self) -> list:
+        tests = [t for unit in self.plain for t in unit.tests]
+        for group in self.groups:
+            tests.extend(group.tests)
+        return tests
+
+
+def _module_has_fixtures(module_name: str) -> bool:
+    module = sys.modules.get(module_name)
+    return module is not None and (hasattr(module, "setUpModule")
+                                   or hasattr(module, "tearDownModule"))
+
+
+def make_units(tests: Iterable) -> list[Unit]:
+    """Contiguous units, in the order their first test appears."""
+    units: list[Unit] = []
+    by_key: dict[object, Unit] = {}
+    for test in tests:
+        cls = type(test)
+        if isinstance(test, unittest.TestSuite) or not isinstance(test, unittest.TestCase):
+            key: object = ("opaque", id(test))
+        elif _module_has_fixtures(cls.__module__):
+            key = ("module", cls.__module__)
+        else:
+            key = ("class", cls)
+        unit = by_key.get(key)
+        if unit is None:
+            unit = by_key[key] = Unit()
+            units.append(unit)
+        unit.tests.append(test)
+        if isinstance(test, unittest.TestCase) and cls not in unit.classes:
+            unit.classes.append(cls)
+    return units
+
+
+def plan(tests: list, requirement_for, *, reuse: bool = True) -> Plan:
+    """Order ``tests``; ``requirement_for(cls, method_names)`` gives a class's need."""
+    units = make_units(tests)
+    requirements: dict[type, Requirement] = {}
+    for unit in units:
+        for cls in unit.classes:
+            if is_cluster_class(cls):
+                methods = [t._testMethodName for t in unit.tests if type(t) is cls]
+                requirement = requirement_for(cls, methods)
+                if requirement is not None:  # None: a bad declaration, reported by the class
+                    requirements[cls] = requirement
+        needs = [requirements[c] for c in unit.classes if c in requirements]
+        if needs:
+            unit.requirement = max(needs, key=lambda r: r.size)
+    plain = [u for u in units if u.requirement is None]
+    cluster_units = [u for u in units if u.requirement is not None]
+    if not cluster_units:
+        return Plan(units, [], requirements, reordered=False)
+
+    # Compatible requirements run together, smallest first, so the cluster grows.
+    keys: list = []
+    for unit in cluster_units:
+        if unit.requirement.key not in keys:
+            keys.append(unit.requirement.key)
+    ordered = sorted(cluster_units, key=lambda u: (keys.index(u.requirement.key),
+                                                   u.requirement.fresh, u.requirement.size))
+    groups: list[Group] = []
+    for unit in ordered:
+        req = unit.requirement
+        last = groups[-1] if groups else None
+        if last and not req.fresh and last.requirement == req:
+            last.units.append(unit)
+        else:
+            groups.append(Group(req, [unit]))
+    _assign_clusters(groups, reuse)
+    return Plan(plain, groups, requirements, reordered=True)
+
+
+def _assign_clusters(groups: list[Group], reuse: bool) -> None:
+    """Mirror what the pool will do: start, grow or reuse, per group."""
+    clusters: dict[tuple, tuple[int, int]] = {}  # key -> (cluster number, size)
+    count = 0
+    for group in groups:
+        req = group.requirement
+        current = clusters.get(req.key)
+        if req.fresh or not reuse or current is None:
+            count += 1
+            group.action, group.cluster = "start", count
+            if not req.fresh and reuse:
+                clusters[req.key] = (count, req.size)
+            if not reuse:  # one cluster per class: count every class
+                count += len(group.classes) - 1
+        else:
+            number, size = current
+            group.action = "grow" if req.size > size else "reuse"
+            group.cluster = number
+            clusters[req.key] = (number, max(size, req.size))
+    seen: set[int] = set()
+    for group in reversed(groups):
+        group.last_of_cluster = group.cluster not in seen
+        seen.add(group.cluster)
+
+
+def format_plan(plan: Plan) -> str:
+    """The text of ``--plan``."""
+    lines = []
+    plain_tests = sum(len(u.tests) for u in plan.plain)
+    if plan.plain:
+        lines.append(f"plain tests (no cluster): {plain_tests} test(s) in "
+                     f"{len(plan.plain)} class(es) or module(s)")
+    for number, group in enumerate(plan.groups, 1):
+        verb = {"start": "starts", "grow": "grows", "reuse": "reuses"}[group.action]
+        lines.append(f"group {number}: {group.requirement.describe()} — {verb} cluster "
+                     f"#{group.cluster}, {len(group.tests)} test(s)")
+        for unit in group.units:
+            for cls in unit.classes:
+                count = sum(1 for t in unit.tests if type(t) is cls)
+                lines.append(f"    {cls.__module__}.{cls.__qualname__} ({count} test(s))")
+    total = plain_tests + sum(len(g.tests) for g in plan.groups)
+    classes = sum(len(g.classes) for g in plan.groups)
+    lines.append(f"{total} test(s); {plan.cluster_starts} cluster start(s) for "
+                 f"{classes} cluster class(es)")
+    return "\n".join(lines)

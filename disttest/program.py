@@ -1,0 +1,163 @@
+"""``python -m disttest`` and ``disttest.main()``: unittest's TestProgram, extended.
+
+Every ``python -m unittest`` argument keeps its meaning (the parsers are
+unittest's own); disttest adds its options to the shared parent parser, loads
+the configuration once (an error there exits with status 2 before any test
+is imported) and runs with :class:`DistributedTestRunner`.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import unittest
+
+from disttest.errors import ConfigError, DisttestError
+from disttest.loader import DistributedTestLoader
+from disttest.runner import DistributedTestRunner, RunnerTerminated, RunOptions
+
+FALLBACKS = ("skip", "reduce", "simulate", "fail")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not allowed: a cluster has 1 node or more")
+    return value
+
+
+class DistributedTestProgram(unittest.TestProgram):
+    """A command-line program that runs tests, planning their clusters."""
+
+    config = None
+    # Defaults of disttest's own options, for when no parser sets them.
+    only = exclude = None
+    no_distributed = force_cluster = plan = cluster_debug = False
+    cluster_size = fallback = json_report = ci = None
+    no_reuse = False
+
+    def __init__(self, module="__main__", defaultTest=None, argv=None, testRunner=None,
+                 testLoader=None, **kwargs) -> None:
+        super().__init__(module=module, defaultTest=defaultTest, argv=argv,
+                         testRunner=testRunner or DistributedTestRunner,
+                         testLoader=testLoader or DistributedTestLoader(), **kwargs)
+
+    # -- arguments --------------------------------------------------------------------
+    def _getParentArgParser(self):
+        parser = super()._getParentArgParser()
+        group = parser.add_argument_group("disttest options")
+        group.add_argument("--only", action="append", metavar="TAG",
+                           help="run only tests with this tag (repeatable; "
+                                "'distributed' is on every cluster test)")
+        group.add_argument("--exclude", action="append", metavar="TAG",
+                           help="leave out tests with this tag (repeatable)")
+        group.add_argument("--no-distributed", action="store_true",
+                           help="skip cluster tests, each reported as skipped")
+        group.add_argument("--force-cluster", action="store_true",
+                           help="start a default cluster for plain tests too "
+                                "(disttest.current_cluster())")
+        group.add_argument("--cluster-size", type=_positive_int, metavar="N",
+                           help="override every requested cluster size")
+        group.add_argument("--no-reuse", action="store_true",
+                           help="a fresh cluster for every class")
+        group.add_argument("--fallback", choices=FALLBACKS,
+                           help="when a cluster cannot start (default: skip on a developer "
+                                "machine, fail in CI)")
+        ci = group.add_mutually_exclusive_group()
+        ci.add_argument("--ci", dest="ci", action="store_const", const=True,
+                        help="force CI mode on")
+        ci.add_argument("--no-ci", dest="ci", action="store_const", const=False,
+                        help="force CI mode off")
+        group.add_argument("--plan", action="store_true",
+                           help="print the groups and clusters that would start; run nothing")
+        group.add_argument("--json-report", metavar="PATH",
+                           help="write a JSON report with cluster data")
+        group.add_argument("--cluster-debug", action="store_true",
+                           help="show every cluster operation as it happens")
+        return parser
+
+    def _cli_settings(self) -> dict:
+        settings = {}
+        if self.no_reuse:
+            settings["reuse_clusters"] = False
+        if self.fallback:
+            settings["fallback"] = self.fallback
+        if self.json_report:
+            settings["json_report"] = self.json_report
+        if self.cluster_debug:
+            settings["verbose_cluster_logs"] = True
+        return settings
+
+    # -- loading ------------------------------------------------------------------------
+    def createTests(self, from_discovery=False, Loader=None):
+        self._load_config(from_discovery)
+        super().createTests(from_discovery, Loader)
+
+    def _load_config(self, from_discovery: bool) -> None:
+        from disttest.config import load_config
+
+        start = None
+        if from_discovery:
+            start = getattr(self, "top", None) or getattr(self, "start", None)
+        try:
+            self.config = load_config(start_dir=os.path.abspath(start) if start else None,
+                                      cli=self._cli_settings(), ci=self.ci)
+        except ConfigError as error:
+            self._fail(error)
+
+    @staticmethod
+    def _fail(error: DisttestError, status: int = 2) -> None:
+        sys.stderr.write(f"disttest: error: {error.diagnosis.render()}\n")
+        sys.exit(status)
+
+    # -- running ------------------------------------------------------------------------
+    def runTests(self):
+        if self.plan:
+            return self._print_plan()
+        # Clusters must always be stopped: Ctrl-C stops after the current test
+        # (a second one at once), as unittest's -c does.
+        self.catchbreak = True
+        runner_class = self.testRunner
+        options = RunOptions(only=self.only or [], exclude=self.exclude or [],
+                             no_distributed=self.no_distributed,
+                             force_cluster=self.force_cluster, cluster_size=self.cluster_size,
+                             fallback=self.fallback, json_report=self.json_report,
+                             cluster_debug=self.cluster_debug)
+        if isinstance(runner_class, type) and issubclass(runner_class, DistributedTestRunner):
+            # Made here, with the arguments unittest would pass, plus disttest's.
+            kwargs = dict(verbosity=self.verbosity, failfast=self.failfast, buffer=self.buffer,
+                          warnings=self.warnings, tb_locals=self.tb_locals)
+            if hasattr(self, "durations"):  # Python 3.12+
+                kwargs["durations"] = self.durations
+            self.testRunner = runner_class(config=self.config, options=options, **kwargs)
+        try:
+            super().runTests()
+        except RunnerTerminated as stop:
+            sys.exit(128 + stop.signum)
+        except DisttestError as error:
+            self._fail(error, 1)
+
+    def _print_plan(self) -> None:
+        from disttest.loader import select
+        from disttest.planner import format_plan, iter_tests, plan
+        from disttest.session import class_requirement
+
+        tests, _ = select(list(iter_tests(self.test)), self.only or [], self.exclude or [])
+
+        def requirement_for(cls, methods):
+            try:
+                return class_requirement(cls, self.config, self.cluster_size, methods)
+            except DisttestError:
+                return None
+
+        print(format_plan(plan(tests, requirement_for, reuse=self.config.reuse_clusters)))
+        if self.exit:
+            sys.exit(0)
+
+
+def main(module="__main__", **kwargs) -> DistributedTestProgram:
+    """Like ``unittest.main()``, with disttest's planning and reports."""
+    return DistributedTestProgram(module=module, **kwargs)

@@ -1,0 +1,137 @@
+"""Console output: cluster progress while it happens, the summary at the end."""
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+from disttest.events import Event
+from disttest.report.colors import Painter
+from disttest.report.stats import RunStats
+
+
+class ConsoleProgress:
+    """Writes one line per cluster operation to the runner's stream.
+
+    ``mid_line()`` tells whether unittest's own output is in the middle of a
+    line (dots, or a verbose test line); a progress line then starts on a new
+    line so neither is garbled.
+    """
+
+    def __init__(self, stream, paint: Painter, mid_line: Callable[[], bool],
+                 verbosity: int = 1, debug: bool = False) -> None:
+        self.stream = stream
+        self.paint = paint
+        self.mid_line = mid_line
+        self.verbosity = verbosity
+        self.debug = debug
+        self.started = time.monotonic()
+        self._seen_diagnoses: set = set()
+
+    def _write(self, text: str, role: str = "cluster") -> None:
+        prefix = "\n" if self.mid_line() else ""
+        elapsed = f"[{time.monotonic() - self.started:6.2f}s]"
+        self.stream.write(f"{prefix}{self.paint('dim', elapsed)} "
+                          f"{self.paint(role, 'disttest:')} {text}\n")
+        self.stream.flush()
+
+    def on_event(self, e: Event) -> None:
+        if self.verbosity < 1:
+            return
+        kind = e.kind
+        if kind == "cluster_starting":
+            self._write(f"starting cluster {e.cluster} ({e.requirement})")
+        elif kind == "cluster_started":
+            what = "simulated " if e.simulated else ""
+            self._write(f"{what}cluster {e.cluster} ready: {e.size} node(s) in {e.seconds:.2f}s")
+        elif kind == "cluster_reused":
+            source = " from a previous run" if e.previous_run else ""
+            self._write(f"reusing cluster {e.cluster}{source} ({e.size} node(s), "
+                        f"reset in {e.seconds:.2f}s)")
+        elif kind == "cluster_growing":
+            self._write(f"growing cluster {e.cluster} from {e.size} to {e.to} nodes")
+        elif kind == "cluster_grown":
+            self._write(f"cluster {e.cluster} grown to {e.size} nodes in {e.seconds:.2f}s")
+        elif kind == "cluster_stopped" and self.verbosity > 1:
+            self._write(f"cluster {e.cluster} stopped in {e.seconds:.2f}s")
+        elif kind == "cluster_retry":
+            self._write(f"cluster start failed ({e.reason}); retry {e.attempt}/{e.of - 1} "
+                        f"in {e.delay:.2f}s", "warn")
+        elif kind == "cluster_start_failed":
+            self._diagnosis(e.error, f"cluster ({e.requirement}) could not start "
+                                     f"after {e.attempts} attempt(s)")
+        elif kind == "fallback":
+            self._write(f"{e.cls}: fallback '{e.policy}': {e.detail}", "warn")
+        elif kind == "node_crashed":
+            self._write(f"node {e.node} (pid {e.pid}) crashed: {e.status}", "fail")
+        elif kind == "node_replaced":
+            self._write(f"node {e.node} of cluster {e.cluster} replaced: "
+                        f"{'; '.join(e.reasons)}", "warn")
+        elif kind == "leak":
+            self._write(f"leak in cluster {e.cluster}: {e.detail}", "fail")
+        elif kind == "warning":
+            self._write(e.message, "warn")
+        elif self.debug and kind in ("cluster_resetting", "cluster_reset", "cluster_stopping",
+                                     "node_restarted", "rpc", "node_log"):
+            self._write(f"{kind.replace('_', ' ')} " + ", ".join(
+                f"{k}={v}" for k, v in e.data.items()), "dim")
+
+    def _diagnosis(self, error, headline: str) -> None:
+        diagnosis = getattr(error, "diagnosis", None)
+        key = diagnosis.to_dict()["problem"] if diagnosis else str(error)
+        if key in self._seen_diagnoses:
+            return
+        self._seen_diagnoses.add(key)
+        body = diagnosis.render("    ") if diagnosis else str(error)
+        self._write(f"{headline}:\n{body}", "fail")
+
+
+def _fmt_s(seconds: float) -> str:
+    return f"{seconds:.2f}s"
+
+
+def render_summary(stats: RunStats, usage: dict[str, dict], paint: Painter,
+                   cluster_classes: int) -> str:
+    """The cluster usage summary printed after unittest's result lines."""
+    if not stats.clusters and not stats.fallbacks and not stats.diagnoses:
+        return ""
+    lines = [paint("title", "Cluster usage")]
+    starts = stats.cluster_starts
+    lines.append(f"  clusters started: {starts} ({stats.nodes_started} node(s)), "
+                 f"reused: {stats.cluster_reuses}, grown: {stats.cluster_grows}"
+                 + (f", retries: {stats.retries}" if stats.retries else ""))
+    tests_s = max(0.0, stats.duration_s - stats.management_s)
+    lines.append(f"  time managing clusters: {_fmt_s(stats.management_s)}, "
+                 f"running tests: {_fmt_s(tests_s)}")
+    if stats.clusters:
+        lines.append(f"  {'cluster':<12} {'nodes':>5} {'start':>7} {'classes':>7} "
+                     f"{'tests':>5} {'fail':>4}  note")
+    for cid, c in stats.clusters.items():
+        u = usage.get(cid, {"classes": [], "tests": 0, "failures": 0})
+        notes = []
+        if c.simulated:
+            notes.append("simulated")
+        if c.reused_from_previous_run:
+            notes.append("from previous run")
+        if c.grows:
+            notes.append(f"grown {c.grows}x")
+        if c.node_crashes or c.nodes_replaced:
+            notes.append(f"{c.nodes_replaced} node(s) replaced")
+        if c.kept:
+            notes.append("kept")
+        start = "reused" if c.reused_from_previous_run else _fmt_s(c.startup_s)
+        fail = str(u["failures"])
+        if u["failures"]:
+            fail = paint("fail", fail)
+        lines.append(f"  {cid:<12} {c.size:>5} {start:>7} {len(u['classes']):>7} "
+                     f"{u['tests']:>5} {fail:>4}  {', '.join(notes)}".rstrip())
+    saved = max(0, cluster_classes - starts)
+    if cluster_classes:
+        lines.append(f"  reuse saved {saved} cluster start(s): {cluster_classes} cluster "
+                     f"class(es) served by {starts} start(s)")
+    if stats.node_crashes:
+        lines.append(paint("warn", f"  node crashes: {stats.node_crashes}"))
+    for f in stats.fallbacks:
+        lines.append(paint("warn", f"  {f['policy']}: {f['class']} — {f['detail']}"))
+    for leak in stats.leaks:
+        lines.append(paint("fail", f"  leak: {leak['detail']} (cluster {leak['cluster']})"))
+    return "\n".join(lines)

@@ -1,0 +1,143 @@
+"""DistributedTestResult: unittest's text result, plus which cluster ran what.
+
+Output is unittest's own; in verbose mode a cluster test's line also names
+its cluster. Every outcome is recorded with its duration and cluster for the
+reports.
+"""
+from __future__ import annotations
+
+import time
+import unittest
+from dataclasses import dataclass, field
+
+__unittest = True
+
+
+@dataclass
+class TestRecord:
+    id: str
+    outcome: str = "passed"
+    duration_s: float = 0.0
+    cluster: str | None = None
+    message: str = ""
+    classname: str = ""
+    name: str = ""
+    details: str = ""
+    subtests: list = field(default_factory=list)
+
+
+def cluster_of(test) -> object | None:
+    from disttest.planner import is_cluster_class
+
+    cls = type(test)
+    return cls.__dict__.get("cluster") if is_cluster_class(cls) else None
+
+
+def _names(test) -> tuple[str, str]:
+    cls = type(test)
+    if isinstance(test, unittest.TestCase) and hasattr(test, "_testMethodName"):
+        return f"{cls.__module__}.{cls.__qualname__}", test._testMethodName
+    description = str(test)
+    return description, description
+
+
+class DistributedTestResult(unittest.TextTestResult):
+    """Records per-test outcome, duration and cluster for the reports."""
+
+    def __init__(self, stream, descriptions, verbosity, **kwargs) -> None:
+        super().__init__(stream, descriptions, verbosity, **kwargs)
+        self.records: list[TestRecord] = []
+        self._current: dict[str, tuple[TestRecord, float]] = {}
+        self.cluster_usage: dict[str, dict] = {}
+        self.mid_line = False  # is the stream in the middle of a dots/verbose line?
+
+    # -- hooks ---------------------------------------------------------------------
+    def getDescription(self, test) -> str:
+        text = super().getDescription(test)
+        cluster = cluster_of(test)
+        if cluster is not None and self.showAll:
+            kind = "simulated cluster" if cluster.simulated else "cluster"
+            text += f" [{kind} {cluster.id}]"
+        return text
+
+    def startTest(self, test) -> None:
+        classname, name = _names(test)
+        record = TestRecord(test.id(), classname=classname, name=name)
+        cluster = cluster_of(test)
+        if cluster is not None:
+            record.cluster = cluster.id
+            usage = self.cluster_usage.setdefault(cluster.id, {"classes": [], "tests": 0,
+                                                               "failures": 0})
+            usage["tests"] += 1
+            label = classname
+            if label not in usage["classes"]:
+                usage["classes"].append(label)
+        self._current[test.id()] = (record, time.perf_counter())
+        self.records.append(record)
+        super().startTest(test)
+        self.mid_line = self.showAll
+
+    def stopTest(self, test) -> None:
+        super().stopTest(test)
+        entry = self._current.pop(test.id(), None)
+        if entry:
+            record, started = entry
+            record.duration_s = time.perf_counter() - started
+
+    def _record(self, test, outcome: str, err=None, reason: str = "") -> None:
+        entry = self._current.get(test.id())
+        if entry is None:  # class/module fixture errors come without startTest
+            classname, name = _names(test)
+            record = TestRecord(test.id(), classname=classname, name=name)
+            self.records.append(record)
+        else:
+            record = entry[0]
+        if record.outcome in ("failed", "error") and outcome in ("passed",):
+            return
+        record.outcome = outcome
+        self.mid_line = self.dots
+        if err is not None:
+            record.message = str(err[1]).splitlines()[0] if str(err[1]) else err[0].__name__
+            record.details = self._exc_info_to_string(err, test)
+        elif reason:
+            record.message = reason
+        if record.cluster and outcome in ("failed", "error"):
+            self.cluster_usage[record.cluster]["failures"] += 1
+
+    def addSuccess(self, test) -> None:
+        super().addSuccess(test)
+        self._record(test, "passed")
+
+    def addFailure(self, test, err) -> None:
+        super().addFailure(test, err)
+        self._record(test, "failed", err)
+
+    def addError(self, test, err) -> None:
+        super().addError(test, err)
+        self._record(test, "error", err)
+
+    def addSkip(self, test, reason) -> None:
+        super().addSkip(test, reason)
+        self._record(test, "skipped", reason=reason)
+
+    def addExpectedFailure(self, test, err) -> None:
+        super().addExpectedFailure(test, err)
+        self._record(test, "expected_failure")
+
+    def addUnexpectedSuccess(self, test) -> None:
+        super().addUnexpectedSuccess(test)
+        self._record(test, "unexpected_success")
+
+    def addSubTest(self, test, subtest, err) -> None:
+        super().addSubTest(test, subtest, err)
+        entry = self._current.get(test.id())
+        if entry is not None:
+            outcome = "passed" if err is None else (
+                "failed" if issubclass(err[0], test.failureException) else "error")
+            entry[0].subtests.append({"id": subtest.id(), "description": subtest._subDescription(),
+                                      "outcome": outcome,
+                                      "message": "" if err is None else str(err[1])})
+            if err is not None:
+                entry[0].outcome = outcome
+                entry[0].message = str(err[1]).splitlines()[0] if str(err[1]) else ""
+                entry[0].details = self._exc_info_to_string(err, test)

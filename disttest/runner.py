@@ -1,0 +1,177 @@
+"""DistributedTestRunner: unittest's text runner, running a cluster plan.
+
+``run(test)`` selects (tags), plans (planner), activates a session whose pool
+the test classes acquire from, lets ``TextTestRunner.run`` do the rest, then
+stops every cluster and prints what they cost. A suite without cluster tests
+runs exactly as under unittest, unreordered and with nothing added to the
+output.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+import unittest
+from dataclasses import dataclass, field
+
+from disttest import session as _session
+from disttest.errors import ConfigError, DisttestError
+from disttest.events import EventBus
+from disttest.loader import SkippedTest, select
+from disttest.planner import is_cluster_class, iter_tests, plan as make_plan
+from disttest.report import json_report
+from disttest.report.colors import Painter, color_enabled
+from disttest.report.console import ConsoleProgress, render_summary
+from disttest.report.stats import RunStats
+from disttest.requirements import Requirement
+from disttest.result import DistributedTestResult
+
+__unittest = True
+
+
+@dataclass
+class RunOptions:
+    """What ``python -m disttest`` adds to unittest's options."""
+
+    only: list[str] = field(default_factory=list)
+    exclude: list[str] = field(default_factory=list)
+    no_distributed: bool = False
+    force_cluster: bool = False
+    cluster_size: int | None = None
+    fallback: str | None = None
+    json_report: str | None = None
+    cluster_debug: bool = False
+
+
+class RunnerTerminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP arrived: stop like Ctrl-C, then exit with 128 + signal."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+class DistributedTestRunner(unittest.TextTestRunner):
+    resultclass = DistributedTestResult
+
+    def __init__(self, *args, config=None, options: RunOptions | None = None, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.config = config
+        self.options = options or RunOptions()
+        self.last_result: DistributedTestResult | None = None
+        self.stats: RunStats | None = None
+
+    def _makeResult(self):
+        result = super()._makeResult()
+        self.last_result = result
+        return result
+
+    def _config(self):
+        if self.config is None:
+            from disttest.config import load_config
+
+            self.config = load_config()
+        return self.config
+
+    def run(self, test):
+        config = self._config()
+        options = self.options
+        events = EventBus()
+        stats = self.stats = RunStats()
+        events.subscribe(stats.on_event)
+
+        tests = list(iter_tests(test))
+        selected, filtered = select(tests, options.only, options.exclude)
+        reason = _skip_reason(options, config)
+        has_cluster_tests = any(is_cluster_class(type(t)) for t in selected)
+        if reason and has_cluster_tests:
+            selected = [SkippedTest(t, reason) if is_cluster_class(type(t)) else t
+                        for t in selected]
+            filtered = True
+        plan = make_plan(selected, self.requirement_for, reuse=config.reuse_clusters)
+        if not plan.reordered and not filtered:
+            suite = test  # nothing to plan: run exactly what unittest would
+        else:
+            suite = unittest.TestSuite(plan.ordered_tests())
+        paint = Painter(color_enabled(self.stream, config.ci))
+        session = _session.Session(config, events, planned=plan.requirements,
+                                   size_override=options.cluster_size, fallback=options.fallback)
+        progress = ConsoleProgress(self.stream, paint, self._mid_line, self.verbosity,
+                                   debug=options.cluster_debug or config.verbose_cluster_logs)
+        events.subscribe(progress.on_event)
+        if config.ci and self.verbosity and (has_cluster_tests or options.force_cluster):
+            self.stream.writeln(f"disttest: CI detected ({config.ci_provider}): "
+                                f"fallback {config.effective_fallback}, timeouts "
+                                f"x{config.timeout_multiplier:g}")
+        result = None
+        with _session.activate(session), _termination_signals():
+            try:
+                if options.force_cluster:
+                    session.forced_cluster = session.pool.acquire(
+                        Requirement(options.cluster_size or config.default_cluster_size))
+                result = super().run(suite)
+            finally:
+                session.shutdown()
+                stats.finished = stats.started + stats.duration_s
+                result = result or self.last_result
+                self._report(result, stats, paint, plan, config)
+        return result
+
+    def requirement_for(self, cls: type, methods: list[str]) -> Requirement | None:
+        try:
+            return _session.class_requirement(cls, self._config(), self.options.cluster_size,
+                                              methods)
+        except DisttestError:
+            return None  # a bad declaration: the class reports it as its own error
+
+    def _mid_line(self) -> bool:
+        result = self.last_result
+        if result is None or not result.mid_line:
+            return False
+        result.mid_line = False
+        return True
+
+    def _report(self, result, stats: RunStats, paint: Painter, plan, config) -> None:
+        if result is None:
+            return
+        cluster_classes = sum(len(g.classes) for g in plan.groups)
+        summary = render_summary(stats, result.cluster_usage, paint, cluster_classes)
+        if summary and self.verbosity:
+            self.stream.writeln(summary)
+            self.stream.flush()
+        path = self.options.json_report or config.json_report
+        if path:
+            json_report.write(path, json_report.build(result, stats, config))
+
+
+def _skip_reason(options: RunOptions, config) -> str | None:
+    if options.no_distributed:
+        return "cluster tests are turned off (--no-distributed)"
+    if not config.auto_cluster:
+        return ("cluster tests get no cluster in manual mode (auto_cluster = false); "
+                "set auto_cluster = true to run them")
+    return None
+
+
+class _termination_signals:
+    """SIGTERM/SIGHUP stop the run like Ctrl-C, so every cluster is stopped."""
+
+    SIGNALS = tuple(s for s in (getattr(signal, "SIGTERM", None), getattr(signal, "SIGHUP", None))
+                    if s is not None)
+
+    def __enter__(self):
+        self.previous = {}
+        if threading.current_thread() is threading.main_thread():
+            for signum in self.SIGNALS:
+                self.previous[signum] = signal.signal(signum, self._raise)
+        return self
+
+    @staticmethod
+    def _raise(signum, frame):
+        raise RunnerTerminated(signum)
+
+    def __exit__(self, *exc_info):
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
+        return False
