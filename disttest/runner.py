@@ -22,7 +22,7 @@ from disttest.loader import SkippedTest, select
 from disttest.planner import is_cluster_class, iter_tests, plan as make_plan
 from disttest.report import json_report
 from disttest.report.colors import Painter, color_enabled
-from disttest.report.console import ConsoleProgress, render_summary
+from disttest.report.console import ConsoleProgress, closing_line, render_summary
 from disttest.report.stats import RunStats
 from disttest.requirements import Requirement
 from disttest.result import DistributedTestResult
@@ -139,6 +139,7 @@ class DistributedTestRunner(unittest.TextTestRunner):
         summary = render_summary(stats, result.cluster_usage, paint, cluster_classes)
         if summary and self.verbosity:
             self.stream.writeln(summary)
+            self.stream.writeln(closing_line(result))
             self.stream.flush()
         path = self.options.json_report or config.json_report
         if path:

@@ -135,3 +135,12 @@ def render_summary(stats: RunStats, usage: dict[str, dict], paint: Painter,
     for leak in stats.leaks:
         lines.append(paint("fail", f"  leak: {leak['detail']} (cluster {leak['cluster']})"))
     return "\n".join(lines)
+
+
+def closing_line(result) -> str:
+    """One plain line any CI log reader understands: "disttest: N passed, N failed"."""
+    outcomes = [record.outcome for record in result.records]
+    passed = sum(o in ("passed", "expected_failure") for o in outcomes)
+    failed = sum(o in ("failed", "error", "unexpected_success") for o in outcomes)
+    skipped = outcomes.count("skipped")
+    return f"disttest: {passed} passed, {failed} failed, {skipped} skipped"
