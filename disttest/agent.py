@@ -73,9 +73,18 @@ def _loads(data: bytes):
 
 
 class Agent:
-    """Serves one node's requests."""
+    """Serves one node's requests.
 
-    def __init__(self, boot: dict) -> None:
+    A real node runs one Agent as its process. A simulated node is an Agent
+    in a thread of the controller (``simulated=True``): its ``this_node``
+    context is installed per thread, and ``gate`` stands in for SIGSTOP.
+    """
+
+    def __init__(self, boot: dict, simulated: bool = False) -> None:
+        self.simulated = simulated
+        self.gate = threading.Event()
+        self.gate.set()
+        self.connections: set = set()
         self.key = bytes.fromhex(boot["key"])
         self.host = boot["host"]
         self.context = this_node.NodeContext(
@@ -83,7 +92,8 @@ class Agent:
             boot.get("ports", {}),
             {peer: {name: tuple(addr) for name, addr in ports.items()}
              for peer, ports in boot.get("peers", {}).items()})
-        this_node._install(self.context)
+        if not simulated:
+            this_node._install(self.context)
         self.started = time.time()
         self.spawned: dict[int, dict] = {}
         self.spawn_ids = iter(range(1, 1 << 62))
@@ -95,11 +105,19 @@ class Agent:
     # -- serving -----------------------------------------------------------
     def serve_forever(self) -> None:
         while True:
-            conn, _ = self.listener.accept()
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                if self.simulated:
+                    return  # the simulated node was stopped
+                raise
             threading.Thread(target=self.serve_connection, args=(conn,),
                              name="disttest-conn", daemon=True).start()
 
     def serve_connection(self, conn: socket.socket) -> None:
+        if self.simulated:
+            this_node._install(self.context, thread_local=True)
+        self.connections.add(conn)
         conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         try:
             conn.settimeout(10)
@@ -113,6 +131,7 @@ class Agent:
         try:
             while True:
                 request = protocol.recv_frame(conn)
+                self.gate.wait()  # a paused simulated node answers nothing
                 try:
                     op, *args = _loads(request)
                     reply = (protocol.OK, getattr(self, "op_" + str(op))(*args))
@@ -126,7 +145,25 @@ class Agent:
         except (EOFError, OSError):
             pass
         finally:
+            self.connections.discard(conn)
             conn.close()
+
+    def stop_simulated(self) -> None:
+        """End a simulated node: no more calls; its services are asked to stop."""
+        self.gate.set()
+        self.listener.close()
+        for conn in list(self.connections):
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        self.context.stopping.set()
+        for callback in reversed(self.context.reset_callbacks):
+            try:
+                callback()
+            except Exception:
+                pass
+        self.context.reset_callbacks.clear()
 
     # -- operations (op_<name> is what a request ("name", ...) runs) --------
     def op_ping(self):
@@ -144,6 +181,8 @@ class Agent:
                   "error": None, "result": None}
 
         def run():
+            if self.simulated:
+                this_node._install(self.context, thread_local=True)
             try:
                 record["result"] = fn(*args, **kwargs)
             except BaseException as exc:
@@ -207,6 +246,8 @@ class Agent:
                 "rss_bytes": _rss_bytes()}
 
     def op_shutdown(self):
+        if self.simulated:
+            return self.stop_simulated()
         threading.Thread(target=_exit_soon, name="disttest-exit", daemon=True).start()
 
 

@@ -42,7 +42,8 @@ class DistributedTestCase(unittest.TestCase):
         _acquire_cluster(cls)
         try:
             cls.setUpCluster()
-        except BaseException:
+        except BaseException as exc:
+            _setup_failed(cls, exc)
             _release_cluster(cls)
             raise
 
@@ -148,6 +149,28 @@ def _acquire_cluster(cls: type) -> None:
     cls._disttest_lent = cluster  # every node lent, for methods that asked for more
     cls.cluster = cluster.view(min(base_size, len(cluster)))
     session.clusters_by_class[cls] = cluster
+    if cluster.simulated and getattr(cls, "_disttest_requires_real", False):
+        _release_cluster(cls)
+        raise unittest.SkipTest("needs real node processes; the cluster is simulated")
+
+
+def _setup_failed(cls: type, exc: BaseException) -> None:
+    """Tell the run once, with the node logs, why setUpCluster failed."""
+    from disttest.errors import Diagnosis
+
+    cluster = cls.__dict__.get("_disttest_lent")
+    tails = []
+    for node in (cluster.nodes if cluster is not None else []):
+        tail = node.logs(tail=5).strip()
+        if tail:
+            tails.append(f"{node.name}: " + tail.replace("\n", "\n    "))
+    diagnosis = Diagnosis(
+        f"setUpCluster of {cls.__module__}.{cls.__qualname__} failed: "
+        f"{type(exc).__name__}: {exc}".splitlines()[0],
+        "the class's tests did not run; the cluster is reset before anyone reuses it"
+        + ("\nnode logs end with:\n" + "\n".join(tails) if tails else ""),
+        ["see the error of setUpClass for the traceback"], kind="setup-cluster")
+    _session.current().events.emit("diagnosis", diagnosis=diagnosis)
 
 
 def _release_cluster(cls: type) -> None:

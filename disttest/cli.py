@@ -1,7 +1,8 @@
 """Command line: the test run (``python -m disttest [unittest args]``) and subcommands.
 
-``python -m disttest config`` prints the effective configuration; every other
-first word is handed to the unittest-compatible test program.
+``python -m disttest config`` prints the effective configuration and
+``python -m disttest preflight`` checks the machine; every other first word is
+handed to the unittest-compatible test program.
 """
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import sys
 
 from disttest.errors import DisttestError
 
-SUBCOMMANDS = ("config",)
+SUBCOMMANDS = ("config", "preflight")
 
 
 def _config_command(argv: list[str]) -> int:
@@ -27,11 +28,17 @@ def _config_command(argv: list[str]) -> int:
     return 0
 
 
+def _preflight_command(argv: list[str]) -> int:
+    from disttest.preflight import main as preflight
+
+    return preflight(argv)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv if argv is None else argv)
     if len(argv) > 1 and argv[1] in SUBCOMMANDS:
         try:
-            return {"config": _config_command}[argv[1]](argv[2:])
+            return {"config": _config_command, "preflight": _preflight_command}[argv[1]](argv[2:])
         except DisttestError as error:
             sys.stderr.write(f"disttest: error: {error.diagnosis.render()}\n")
             return 2

@@ -52,6 +52,12 @@ def acquire(session, cls: type, requirement):
                 session.events.emit("fallback", cls=name, policy="reduce", error=error,
                                     detail=f"reduced from {requirement.size} to {smaller} nodes")
                 return cluster, min(size, smaller)
+        if policy == "simulate" and not requirement.simulated:
+            cluster = session.pool.acquire(requirement.as_simulated())
+            session.events.emit("fallback", cls=name, policy="simulate", error=error,
+                                detail=f"ran on {requirement.size} simulated nodes: "
+                                       f"{error.diagnosis.problem}")
+            return cluster, size
         session.events.emit("fallback", cls=name, policy=policy, error=error,
                             detail=error.diagnosis.problem)
         if policy == "skip":

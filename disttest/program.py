@@ -35,7 +35,7 @@ class DistributedTestProgram(unittest.TestProgram):
     config = None
     # Defaults of disttest's own options, for when no parser sets them.
     only = exclude = None
-    no_distributed = force_cluster = plan = cluster_debug = False
+    no_distributed = force_cluster = plan = cluster_debug = simulate = False
     cluster_size = fallback = json_report = ci = None
     no_reuse = False
 
@@ -66,6 +66,8 @@ class DistributedTestProgram(unittest.TestProgram):
         group.add_argument("--fallback", choices=FALLBACKS,
                            help="when a cluster cannot start (default: skip on a developer "
                                 "machine, fail in CI)")
+        group.add_argument("--simulate", action="store_true",
+                           help="run every cluster on simulated nodes (threads, not processes)")
         ci = group.add_mutually_exclusive_group()
         ci.add_argument("--ci", dest="ci", action="store_const", const=True,
                         help="force CI mode on")
@@ -125,7 +127,7 @@ class DistributedTestProgram(unittest.TestProgram):
                              no_distributed=self.no_distributed,
                              force_cluster=self.force_cluster, cluster_size=self.cluster_size,
                              fallback=self.fallback, json_report=self.json_report,
-                             cluster_debug=self.cluster_debug)
+                             cluster_debug=self.cluster_debug, simulate=self.simulate)
         if isinstance(runner_class, type) and issubclass(runner_class, DistributedTestRunner):
             # Made here, with the arguments unittest would pass, plus disttest's.
             kwargs = dict(verbosity=self.verbosity, failfast=self.failfast, buffer=self.buffer,

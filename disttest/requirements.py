@@ -10,6 +10,7 @@ This module knows nothing of unittest; it only reads attributes.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
@@ -51,8 +52,10 @@ class Requirement:
                            None, self.simulated, self.tags | other.tags)
 
     def with_size(self, size: int) -> "Requirement":
-        return Requirement(size, self.ports, self.env, self.network, self.fresh,
-                           self.min_size, self.simulated, self.tags)
+        return dataclasses.replace(self, size=size)
+
+    def as_simulated(self) -> "Requirement":
+        return dataclasses.replace(self, simulated=True)
 
     def describe(self) -> str:
         parts = [f"{self.size} node{'s' if self.size != 1 else ''}"]

@@ -42,6 +42,7 @@ class RunOptions:
     fallback: str | None = None
     json_report: str | None = None
     cluster_debug: bool = False
+    simulate: bool = False
 
 
 class RunnerTerminated(KeyboardInterrupt):
@@ -96,7 +97,8 @@ class DistributedTestRunner(unittest.TextTestRunner):
             suite = unittest.TestSuite(plan.ordered_tests())
         paint = Painter(color_enabled(self.stream, config.ci))
         session = _session.Session(config, events, planned=plan.requirements,
-                                   size_override=options.cluster_size, fallback=options.fallback)
+                                   size_override=options.cluster_size, fallback=options.fallback,
+                                   simulate=options.simulate)
         progress = ConsoleProgress(self.stream, paint, self._mid_line, self.verbosity,
                                    debug=options.cluster_debug or config.verbose_cluster_logs)
         events.subscribe(progress.on_event)
@@ -120,8 +122,9 @@ class DistributedTestRunner(unittest.TextTestRunner):
 
     def requirement_for(self, cls: type, methods: list[str]) -> Requirement | None:
         try:
-            return _session.class_requirement(cls, self._config(), self.options.cluster_size,
-                                              methods)
+            requirement = _session.class_requirement(cls, self._config(),
+                                                     self.options.cluster_size, methods)
+            return requirement.as_simulated() if self.options.simulate else requirement
         except DisttestError:
             return None  # a bad declaration: the class reports it as its own error
 

@@ -61,7 +61,8 @@ class Session:
         """The requirement to acquire for ``cls``: planned, else read from it."""
         if cls in self.planned:
             return self.planned[cls]
-        return class_requirement(cls, self.config, self.size_override)
+        requirement = class_requirement(cls, self.config, self.size_override)
+        return requirement.as_simulated() if self.simulate else requirement
 
     def skip_reason_for(self, cls: type) -> str | None:
         if self.skip_reason:

@@ -52,6 +52,17 @@ class Process:
     def alive(self) -> bool:
         return self.popen.poll() is None
 
+    @property
+    def returncode(self) -> int | None:
+        return self.popen.poll()
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        """Wait for the process to end; None if it is still running after ``timeout``."""
+        try:
+            return self.popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
     def signal(self, signum: int) -> None:
         if self.popen.poll() is None:
             try:

@@ -7,6 +7,7 @@ once and a sequential caller pays one round trip per call.
 from __future__ import annotations
 
 import concurrent.futures
+import os
 import signal
 import socket
 import threading
@@ -37,6 +38,23 @@ def _remote_error(node: str, value: tuple) -> DisttestError:
                        ["read the remote traceback for where it was raised"],
                        remote_type=remote_type, remote_traceback=traceback_text, node=node,
                        remote_exception=original)
+
+
+def _wait_stopped(pid: int, timeout: float) -> None:
+    """Wait until every thread of ``pid`` is stopped (where /proc shows it)."""
+    deadline = time.monotonic() + timeout
+    task_dir = f"/proc/{pid}/task"
+    while time.monotonic() < deadline:
+        try:
+            states = []
+            for tid in os.listdir(task_dir):
+                with open(f"{task_dir}/{tid}/stat") as f:
+                    states.append(f.read().rpartition(")")[2].split()[0])
+        except OSError:  # no /proc (not Linux), or the process is gone
+            return
+        if all(state in ("T", "t") for state in states):
+            return
+        time.sleep(0.001)
 
 
 class Spawned:
@@ -226,12 +244,9 @@ class Node:
     def _lost(self, what: str, exc: BaseException | None) -> DisttestError:
         process = self.process
         if process is not None:
-            try:
-                process.popen.wait(0.5)
-            except Exception:
-                pass
+            process.wait(0.5)
         if process is None or not process.alive():
-            code = process.popen.returncode if process else None
+            code = process.returncode if process else None
             status = (f"killed by signal {signal.Signals(-code).name}" if code and code < 0
                       else f"exit status {code}")
             log = _tail(self.log_path, 20)
@@ -262,11 +277,9 @@ class Node:
         self.process.signal(signal.SIGCONT)
         self.process.signal(signum)
         self.paused = False
-        try:
-            self.process.popen.wait(timeout)
-        except Exception:
+        if self.process.wait(timeout) is None:
             self.process.signal(signal.SIGKILL)
-            self.process.popen.wait()
+            self.process.wait()
         self._drop_connections()
 
     def pause(self) -> None:
@@ -274,6 +287,10 @@ class Node:
         if self.process is not None:
             self.process.signal(signal.SIGSTOP)
             self.paused = True
+            # SIGSTOP takes effect asynchronously: without this wait a call made
+            # right after pause() could still be answered.
+            if self.process.pid is not None:  # a simulated node has no process
+                _wait_stopped(self.process.pid, 2.0)
 
     def resume(self) -> None:
         """Unfreeze a paused node (SIGCONT)."""

@@ -30,6 +30,7 @@ from disttest.clusters.cluster import Cluster
 from disttest.clusters.launcher import LocalLauncher
 from disttest.clusters.node import Node
 from disttest.clusters.ports import PortAllocator
+from disttest.clusters.simulated import SimulatedLauncher
 from disttest.errors import ClusterStartError, DisttestError
 from disttest.events import EventBus
 from disttest.requirements import Requirement
@@ -75,7 +76,7 @@ class ClusterPool:
                  allocator: PortAllocator | None = None) -> None:
         self.config = config
         self.events = events or EventBus()
-        self.launcher = launcher or LocalLauncher()
+        self.launchers = {False: launcher or LocalLauncher(), True: SimulatedLauncher()}
         self.host = _usable_host(config.host, self.events)
         self.allocator = allocator or PortAllocator(tuple(config.port_range), self.host)
         self.entries: list[Entry] = []
@@ -239,8 +240,14 @@ class ClusterPool:
         tmpdir = Path(tempfile.mkdtemp(prefix=f"disttest-{cluster_id}-"))
         ports: list[int] = []
         try:
+            if requirement.simulated:
+                if requirement.env:
+                    self.events.emit("warning", message=f"cluster {cluster_id}: simulated nodes "
+                                     "share the test process's environment; node_env is not applied")
+            else:
+                self._check_fits(requirement.size)
             ports = self.allocator.allocate(requirement.size * len(requirement.ports))
-            entry = Entry(cluster_id, requirement, [], tmpdir, ports, self.launcher.simulated)
+            entry = Entry(cluster_id, requirement, [], tmpdir, ports, requirement.simulated)
             entry.nodes = self._spawn_nodes(entry, secrets.token_hex(32), 0, requirement.size,
                                             ports)
             spawned = time.perf_counter()
@@ -262,32 +269,52 @@ class ClusterPool:
                          pids=[n.pid for n in entry.nodes])
         return entry
 
+    def node_memory_estimate(self) -> int:
+        """Resident memory of one node: measured on running nodes, else a typical figure."""
+        sizes = [u[0] for e in self.entries if not e.simulated for n in e.nodes
+                 if n.alive and (u := resources.usage(n.pid))] if self.entries else []
+        return int(sum(sizes) / len(sizes)) if sizes else 24 * 1024 * 1024
+
+    def _check_fits(self, count: int) -> None:
+        from disttest.environment import fit_cluster, machine_resources
+
+        problem = fit_cluster(count, self.node_memory_estimate(), machine_resources())
+        if problem:
+            raise ClusterStartError(
+                f"{count} more node(s) would not fit on this machine", problem,
+                ["lower the cluster size, or set min_cluster_size and use the 'reduce' fallback",
+                 "close other memory-hungry programs, or use --simulate"],
+                kind="resources")
+
     def _spawn_nodes(self, entry: Entry, key: str, first: int, count: int,
                      ports: list[int]) -> list[Node]:
         names = sorted(entry.port_names)
         base = {"cluster_id": entry.id, "key": key, "host": self.host, "cwd": os.getcwd(),
                 "sys_path": [os.path.abspath(p) if p else os.getcwd() for p in sys.path],
                 "env": dict(entry.env), "main_path": _main_path()}
+        launcher = self.launchers[entry.simulated]
         nodes = []
         for i in range(count):
             index = first + i
             node_ports = dict(zip(names, ports[i * len(names):(i + 1) * len(names)]))
             boot = dict(base, name=f"node-{index}", index=index, ports=node_ports)
-            nodes.append(Node(boot=boot, launcher=self.launcher,
+            nodes.append(Node(boot=boot, launcher=launcher,
                               log_path=entry.tmpdir / f"node-{index}.log",
                               call_timeout=self.config.call_timeout,
                               startup_timeout=self.config.startup_timeout, events=self.events))
         peers = _peer_map(entry.nodes + nodes)
         for node in nodes:
             node.boot["peers"] = peers[node.name]
-        processes = self.launcher.start([n.boot for n in nodes], [n.log_path for n in nodes],
-                                        self.config.startup_timeout)
+        processes = launcher.start([n.boot for n in nodes], [n.log_path for n in nodes],
+                                   self.config.startup_timeout)
         for node, process in zip(nodes, processes):
             node.attach(process)
         return nodes
 
     def _grow(self, entry: Entry, size: int) -> None:
         count = size - entry.size
+        if not entry.simulated:
+            self._check_fits(count)
         names = sorted(entry.port_names)
         ports = self.allocator.allocate(count * len(names))
         try:
@@ -313,7 +340,7 @@ class ClusterPool:
     def _stop_entries(self, entries: list[Entry]) -> None:
         for entry in entries:
             self.events.emit("cluster_stopping", cluster=entry.id)
-        children = {entry.id: [pid for n in entry.nodes if n.alive
+        children = {entry.id: [pid for n in entry.nodes if n.alive and n.pid
                                for pid in resources.process_tree(n.pid)] for entry in entries}
         for entry in entries:  # ask every node at once, then wait for each
             for node in entry.nodes:

@@ -59,6 +59,8 @@ class ConsoleProgress:
         elif kind == "cluster_start_failed":
             self._diagnosis(e.error, f"cluster ({e.requirement}) could not start "
                                      f"after {e.attempts} attempt(s)")
+        elif kind == "diagnosis":
+            self._diagnosis(e.diagnosis, "problem")
         elif kind == "fallback":
             self._write(f"{e.cls}: fallback '{e.policy}': {e.detail}", "warn")
         elif kind == "node_crashed":
@@ -76,7 +78,7 @@ class ConsoleProgress:
                 f"{k}={v}" for k, v in e.data.items()), "dim")
 
     def _diagnosis(self, error, headline: str) -> None:
-        diagnosis = getattr(error, "diagnosis", None)
+        diagnosis = error if hasattr(error, "render") else getattr(error, "diagnosis", None)
         key = diagnosis.to_dict()["problem"] if diagnosis else str(error)
         if key in self._seen_diagnoses:
             return
@@ -134,6 +136,12 @@ def render_summary(stats: RunStats, usage: dict[str, dict], paint: Painter,
         lines.append(paint("warn", f"  {f['policy']}: {f['class']} — {f['detail']}"))
     for leak in stats.leaks:
         lines.append(paint("fail", f"  leak: {leak['detail']} (cluster {leak['cluster']})"))
+    if stats.diagnoses:
+        lines.append(paint("title", "Problems") + " (each once; details above)")
+        for d in stats.diagnoses:
+            lines.append(paint("fail", f"  {d['problem'].splitlines()[0]}"))
+            if d["steps"]:
+                lines.append(f"    fix: {d['steps'][0]}")
     return "\n".join(lines)
 
 

@@ -102,6 +102,10 @@ class RunStats:
         self.leaks.append({"cluster": e.cluster, "what": e.what, "detail": e.detail,
                            "pids": list(e.data.get("pids", []))})
 
+    def _on_diagnosis(self, e: Event) -> None:
+        if e.diagnosis.to_dict() not in self.diagnoses:
+            self.diagnoses.append(e.diagnosis.to_dict())
+
     def _on_warning(self, e: Event) -> None:
         self.warnings.append(e.message)
 
