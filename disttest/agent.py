@@ -32,7 +32,10 @@ _pickle = None  # imported after the ready line
 def _load_pickle():
     global _pickle
     if _pickle is None:
-        import pickle
+        # The C module: pickle.py would also import re, ~3 ms of start-up.
+        import _pickle as pickle
+
+        pickle.HIGHEST_PROTOCOL = 5
 
         class Unpickler(pickle.Unpickler):
             # Functions of the controller's ``__main__`` module (a test file
@@ -95,6 +98,10 @@ class Agent:
         if not simulated:
             this_node._install(self.context)
         self.started = time.time()
+        self.last_used = time.monotonic()
+        self.busy = 0
+        self.detached = False
+        self.lock_paths: list = []
         self.spawned: dict[int, dict] = {}
         self.spawn_ids = iter(range(1, 1 << 62))
         self.lock = threading.Lock()
@@ -132,11 +139,15 @@ class Agent:
             while True:
                 request = protocol.recv_frame(conn)
                 self.gate.wait()  # a paused simulated node answers nothing
+                self.busy += 1
                 try:
                     op, *args = _loads(request)
                     reply = (protocol.OK, getattr(self, "op_" + str(op))(*args))
                 except BaseException as exc:  # reported to the caller, never fatal here
                     reply = (protocol.ERR, _describe(exc))
+                finally:
+                    self.busy -= 1
+                    self.last_used = time.monotonic()
                 try:
                     payload = pickle.dumps(reply, protocol=pickle.HIGHEST_PROTOCOL)
                 except Exception as exc:
@@ -245,9 +256,46 @@ class Agent:
                 "spawned_running": sum(1 for r in self.spawned.values() if not r["done"]),
                 "rss_bytes": _rss_bytes()}
 
+    def op_detach(self, ttl, lock_paths, record_path):
+        """Outlive the controller: take over the port locks, end after ``ttl`` idle seconds."""
+        global _detached
+        self.ttl = ttl
+        self.last_used = time.monotonic()
+        if self.detached:  # kept again by a later run: only the TTL changes
+            return
+        _detached = self.detached = True
+        self.lock_paths = list(lock_paths)
+        self.record_path = record_path
+        threading.Thread(target=_take_locks, args=(self.lock_paths,), name="disttest-locks",
+                         daemon=True).start()
+        threading.Thread(target=self._idle_watch, name="disttest-ttl", daemon=True).start()
+
+    def op_attach(self):
+        """A controller adopted this kept node again: the idle clock restarts."""
+        self.last_used = time.monotonic()
+        return os.getpid()
+
+    def _idle_watch(self):
+        while True:
+            time.sleep(min(1.0, self.ttl / 4))
+            if self.busy == 0 and time.monotonic() - self.last_used > self.ttl:
+                _log(f"idle for {self.ttl:g}s: ending (keep_clusters_ttl)")
+                self._forget_kept(self.record_path)
+                _exit(0)
+
+    def _forget_kept(self, *extra) -> None:
+        # We hold these locks, so removing their files is safe (see clusters/ports.py).
+        for path in self.lock_paths + [p for p in extra if p]:
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+
     def op_shutdown(self):
         if self.simulated:
             return self.stop_simulated()
+        if self.detached:
+            self._forget_kept()
         threading.Thread(target=_exit_soon, name="disttest-exit", daemon=True).start()
 
 
@@ -319,15 +367,41 @@ def _exit(code: int) -> None:
     os._exit(code)
 
 
+_detached = False
+_held_locks: list = []
+
+
+def _take_locks(paths) -> None:
+    # The controller holds these until it exits; wait for each, then hold it
+    # for as long as this node lives (the kernel drops it when we end).
+    import fcntl
+
+    for path in paths:
+        for _ in range(100):
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                if os.fstat(fd).st_ino == os.stat(path).st_ino:
+                    os.ftruncate(fd, 0)
+                    os.write(fd, f"{os.getpid()}\n".encode())
+                    _held_locks.append(fd)
+                    break
+            except FileNotFoundError:
+                pass
+            os.close(fd)
+
+
 def _watch_stdin(stdin) -> None:
-    # The controller holds the other end: end of file means it is gone.
+    # The controller holds the other end: end of file means it is gone,
+    # and so should this node be — unless it was detached to be kept.
     while True:
         try:
             if not stdin.read(4096):
                 break
         except (OSError, ValueError):
             break
-    _exit(0)
+    if not _detached:
+        _exit(0)
 
 
 def main() -> None:

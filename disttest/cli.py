@@ -11,7 +11,7 @@ import sys
 
 from disttest.errors import DisttestError
 
-SUBCOMMANDS = ("config", "preflight")
+SUBCOMMANDS = ("config", "preflight", "cluster")
 
 
 def _config_command(argv: list[str]) -> int:
@@ -34,11 +34,18 @@ def _preflight_command(argv: list[str]) -> int:
     return preflight(argv)
 
 
+def _cluster_command(argv: list[str]) -> int:
+    from disttest.cli_cluster import main as cluster
+
+    return cluster(argv)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv if argv is None else argv)
     if len(argv) > 1 and argv[1] in SUBCOMMANDS:
         try:
-            return {"config": _config_command, "preflight": _preflight_command}[argv[1]](argv[2:])
+            return {"config": _config_command, "preflight": _preflight_command,
+                    "cluster": _cluster_command}[argv[1]](argv[2:])
         except DisttestError as error:
             sys.stderr.write(f"disttest: error: {error.diagnosis.render()}\n")
             return 2

@@ -112,20 +112,36 @@ def machine_resources() -> MachineResources:
     Containers used by CI services often limit memory with a cgroup while
     psutil reports the host's memory, so the smaller of the two wins.
     """
-    import psutil  # imported here: node processes must not pay for it
-
     if hasattr(os, "sched_getaffinity"):
         cpus = len(os.sched_getaffinity(0))
     else:  # pragma: no cover - macOS and Windows
-        cpus = psutil.cpu_count() or os.cpu_count() or 1
-    memory = psutil.virtual_memory()
-    total, available = int(memory.total), int(memory.available)
+        cpus = os.cpu_count() or 1
+    # /proc/meminfo is read directly where it exists: importing psutil costs
+    # about 9 ms, and this runs before every cluster start.
+    memory = _proc_meminfo()
+    if memory is None:
+        import psutil
+
+        vm = psutil.virtual_memory()
+        memory = (int(vm.total), int(vm.available))
+    total, available = memory
     limit = _cgroup_memory_limit()
     if limit is not None and limit < total:
         used = _cgroup_memory_usage() or 0
         total, available = limit, max(0, min(available, limit - used))
     return MachineResources(cpus=max(1, cpus), total_memory=total,
                             available_memory=available)
+
+
+def _proc_meminfo() -> Optional[Tuple[int, int]]:
+    """(total, available) bytes from /proc/meminfo, or None where it is missing."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            fields = dict(line.split(":", 1) for line in f if ":" in line)
+        return (int(fields["MemTotal"].split()[0]) * 1024,
+                int(fields["MemAvailable"].split()[0]) * 1024)
+    except (OSError, KeyError, ValueError, UnicodeError):
+        return None
 
 
 def _read_int(path: str) -> Optional[int]:

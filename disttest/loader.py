@@ -5,13 +5,14 @@ disttest adds happens on the loaded tests: the tags of each test, selection
 with ``--only``/``--exclude``, and stand-ins that report cluster tests as
 skipped when clusters are turned off.
 
-A module that manages clusters by hand (its source mentions
-``ClusterTestHelper``, ``start_cluster`` or ``disttest.cluster``) has its
-tests tagged ``cluster`` and ``distributed``, so tag selection treats them as
-cluster tests too.
+A module that manages clusters by hand (its code, not a comment or a string,
+uses ``ClusterTestHelper``, ``start_cluster`` or ``disttest.cluster()``) has
+its tests tagged ``cluster`` and ``distributed``, so tag selection treats them
+as cluster tests too.
 """
 from __future__ import annotations
 
+import ast
 import re
 import sys
 import unittest
@@ -36,9 +37,34 @@ def _module_uses_clusters_by_hand(module_name: str) -> bool:
         return False
     try:
         with open(path, encoding="utf-8", errors="replace") as f:
-            return bool(_MANUAL.search(f.read()))
+            source = f.read()
     except OSError:
         return False
+    return bool(_MANUAL.search(source)) and _uses_in_code(source)
+
+
+_HAND_NAMES = frozenset({"ClusterTestHelper", "start_cluster"})
+
+
+def _uses_in_code(source: str) -> bool:
+    """True when code (not a comment, docstring or string) uses the manual API."""
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError):
+        return True  # cannot tell: trust the text
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and node.id in _HAND_NAMES:
+            return True
+        if isinstance(node, ast.Attribute) and node.attr in _HAND_NAMES:
+            return True
+        if isinstance(node, ast.ImportFrom) and node.module == "disttest" and any(
+                alias.name in _HAND_NAMES for alias in node.names):
+            return True
+        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                and node.func.attr == "cluster" and isinstance(node.func.value, ast.Name)
+                and node.func.value.id == "disttest"):
+            return True
+    return False
 
 
 def tags_of(test) -> frozenset[str]:

@@ -60,6 +60,7 @@ class Group:
     action: str = "start"       # start | grow | reuse
     cluster: int = 0            # which planned cluster (1-based)
     last_of_cluster: bool = False
+    starts: int = 0             # clusters this group starts (one per class without reuse)
 
     @property
     def tests(self) -> list:
@@ -68,6 +69,11 @@ class Group:
     @property
     def classes(self) -> list[type]:
         return [c for unit in self.units for c in unit.classes]
+
+    @property
+    def cluster_classes(self) -> list[type]:
+        """The classes that get a cluster (a module unit may hold plain classes too)."""
+        return [c for c in self.classes if is_cluster_class(c)]
 
 
 @dataclass
@@ -79,7 +85,11 @@ class Plan:
 
     @property
     def cluster_starts(self) -> int:
-        return sum(1 for g in self.groups if g.action == "start")
+        return sum(g.starts for g in self.groups)
+
+    @property
+    def cluster_classes(self) -> int:
+        return sum(len(g.cluster_classes) for g in self.groups)
 
     def ordered_tests(self) -> list:
         tests = [t for unit in self.plain for t in unit.tests]
@@ -162,12 +172,12 @@ def _assign_clusters(groups: list[Group], reuse: bool) -> None:
         req = group.requirement
         current = clusters.get(req.key)
         if req.fresh or not reuse or current is None:
+            group.starts = 1 if reuse else max(1, len(group.cluster_classes))
             count += 1
             group.action, group.cluster = "start", count
             if not req.fresh and reuse:
                 clusters[req.key] = (count, req.size)
-            if not reuse:  # one cluster per class: count every class
-                count += len(group.classes) - 1
+            count += group.starts - 1  # without reuse: one cluster per class
         else:
             number, size = current
             group.action = "grow" if req.size > size else "reuse"
@@ -195,7 +205,6 @@ def format_plan(plan: Plan) -> str:
                 count = sum(1 for t in unit.tests if type(t) is cls)
                 lines.append(f"    {cls.__module__}.{cls.__qualname__} ({count} test(s))")
     total = plain_tests + sum(len(g.tests) for g in plan.groups)
-    classes = sum(len(g.classes) for g in plan.groups)
     lines.append(f"{total} test(s); {plan.cluster_starts} cluster start(s) for "
-                 f"{classes} cluster class(es)")
+                 f"{plan.cluster_classes} cluster class(es)")
     return "\n".join(lines)

@@ -14,7 +14,7 @@ import unittest
 
 from disttest.errors import ConfigError, DisttestError
 from disttest.loader import DistributedTestLoader
-from disttest.runner import DistributedTestRunner, RunnerTerminated, RunOptions
+from disttest.runner import DistributedTestRunner, RunnerTerminated, RunOptions, _skip_reason
 
 FALLBACKS = ("skip", "reduce", "simulate", "fail")
 
@@ -36,6 +36,8 @@ class DistributedTestProgram(unittest.TestProgram):
     # Defaults of disttest's own options, for when no parser sets them.
     only = exclude = None
     no_distributed = force_cluster = plan = cluster_debug = simulate = False
+    keep_cluster = strict_cleanup = False
+    save_cluster_logs = None
     cluster_size = fallback = json_report = ci = None
     no_reuse = False
 
@@ -73,6 +75,14 @@ class DistributedTestProgram(unittest.TestProgram):
                         help="force CI mode on")
         ci.add_argument("--no-ci", dest="ci", action="store_const", const=False,
                         help="force CI mode off")
+        group.add_argument("--keep-cluster", action="store_true",
+                           help="leave the clusters running for the next run to reuse "
+                                "(they end after keep_clusters_ttl idle seconds, default 600)")
+        group.add_argument("--strict-cleanup", action="store_true",
+                           help="fail the run when it leaves a process, port lock or "
+                                "temporary directory behind")
+        group.add_argument("--save-cluster-logs", metavar="DIR",
+                           help="keep every node's log under DIR/<run>/<cluster>/")
         group.add_argument("--plan", action="store_true",
                            help="print the groups and clusters that would start; run nothing")
         group.add_argument("--json-report", metavar="PATH",
@@ -91,6 +101,8 @@ class DistributedTestProgram(unittest.TestProgram):
             settings["json_report"] = self.json_report
         if self.cluster_debug:
             settings["verbose_cluster_logs"] = True
+        if self.save_cluster_logs:
+            settings["save_cluster_logs"] = self.save_cluster_logs
         return settings
 
     # -- loading ------------------------------------------------------------------------
@@ -127,7 +139,9 @@ class DistributedTestProgram(unittest.TestProgram):
                              no_distributed=self.no_distributed,
                              force_cluster=self.force_cluster, cluster_size=self.cluster_size,
                              fallback=self.fallback, json_report=self.json_report,
-                             cluster_debug=self.cluster_debug, simulate=self.simulate)
+                             cluster_debug=self.cluster_debug, simulate=self.simulate,
+                             keep_cluster=self.keep_cluster,
+                             strict_cleanup=self.strict_cleanup)
         if isinstance(runner_class, type) and issubclass(runner_class, DistributedTestRunner):
             # Made here, with the arguments unittest would pass, plus disttest's.
             kwargs = dict(verbosity=self.verbosity, failfast=self.failfast, buffer=self.buffer,
@@ -148,8 +162,12 @@ class DistributedTestProgram(unittest.TestProgram):
         from disttest.session import class_requirement
 
         tests, _ = select(list(iter_tests(self.test)), self.only or [], self.exclude or [])
+        # As in the run: with --no-distributed (or auto_cluster = false) no cluster starts.
+        skipped = _skip_reason(RunOptions(no_distributed=self.no_distributed), self.config)
 
         def requirement_for(cls, methods):
+            if skipped:
+                return None
             try:
                 return class_requirement(cls, self.config, self.cluster_size, methods)
             except DisttestError:

@@ -50,6 +50,7 @@ class DistributedTestResult(unittest.TextTestResult):
         self._current: dict[str, tuple[TestRecord, float]] = {}
         self.cluster_usage: dict[str, dict] = {}
         self.mid_line = False  # is the stream in the middle of a dots/verbose line?
+        self.before_report = None  # called by stopTestRun, before unittest prints results
 
     # -- hooks ---------------------------------------------------------------------
     def getDescription(self, test) -> str:
@@ -62,7 +63,8 @@ class DistributedTestResult(unittest.TextTestResult):
 
     def startTest(self, test) -> None:
         classname, name = _names(test)
-        record = TestRecord(test.id(), classname=classname, name=name)
+        # "interrupted" until an outcome arrives: SIGTERM ends a test without one.
+        record = TestRecord(test.id(), "interrupted", classname=classname, name=name)
         cluster = cluster_of(test)
         if cluster is not None:
             record.cluster = cluster.id
@@ -76,6 +78,12 @@ class DistributedTestResult(unittest.TextTestResult):
         self.records.append(record)
         super().startTest(test)
         self.mid_line = self.showAll
+
+    def stopTestRun(self) -> None:
+        if self.before_report is not None:
+            callback, self.before_report = self.before_report, None
+            callback(self)
+        super().stopTestRun()
 
     def stopTest(self, test) -> None:
         super().stopTest(test)
@@ -141,3 +149,21 @@ class DistributedTestResult(unittest.TextTestResult):
                 entry[0].outcome = outcome
                 entry[0].message = str(err[1]).splitlines()[0] if str(err[1]) else ""
                 entry[0].details = self._exc_info_to_string(err, test)
+
+
+class RunCheck:
+    """Stands for a check of the whole run (like unittest's fixture error holders)."""
+
+    failureException = AssertionError
+
+    def __init__(self, description: str) -> None:
+        self.description = description
+
+    def id(self) -> str:
+        return self.description
+
+    def shortDescription(self) -> None:
+        return None
+
+    def __str__(self) -> str:
+        return self.description

@@ -25,7 +25,7 @@ from disttest.report.colors import Painter, color_enabled
 from disttest.report.console import ConsoleProgress, closing_line, render_summary
 from disttest.report.stats import RunStats
 from disttest.requirements import Requirement
-from disttest.result import DistributedTestResult
+from disttest.result import DistributedTestResult, RunCheck
 
 __unittest = True
 
@@ -43,6 +43,8 @@ class RunOptions:
     json_report: str | None = None
     cluster_debug: bool = False
     simulate: bool = False
+    keep_cluster: bool = False
+    strict_cleanup: bool = False
 
 
 class RunnerTerminated(KeyboardInterrupt):
@@ -66,7 +68,31 @@ class DistributedTestRunner(unittest.TextTestRunner):
     def _makeResult(self):
         result = super()._makeResult()
         self.last_result = result
+        result.before_report = self._finish_clusters
         return result
+
+    def _finish_clusters(self, result) -> None:
+        """Keep or stop every cluster, then prove nothing of ours is left."""
+        session = _session.peek()
+        if session is None or session._pool is None:
+            return
+        config = self._config()
+        ttl = config.keep_clusters_ttl or (600.0 if self.options.keep_cluster else 0.0)
+        if ttl > 0:
+            session.pool.keep(ttl)
+        session.shutdown()
+        leaks = session.pool.verify_cleanup()
+        if leaks and self.options.strict_cleanup:
+            try:
+                raise DisttestError(
+                    "the run left resources behind: " + "; ".join(l["detail"] for l in leaks),
+                    "a node's service or a test started something disttest did not stop",
+                    ["see the leak lines in the cluster summary",
+                     "register this_node.on_reset callbacks that stop what a test starts"],
+                    kind="leak")
+            except DisttestError:
+                result.addError(RunCheck("disttest cleanup check (--strict-cleanup)"),
+                                sys.exc_info())
 
     def _config(self):
         if self.config is None:
@@ -98,7 +124,8 @@ class DistributedTestRunner(unittest.TextTestRunner):
         paint = Painter(color_enabled(self.stream, config.ci))
         session = _session.Session(config, events, planned=plan.requirements,
                                    size_override=options.cluster_size, fallback=options.fallback,
-                                   simulate=options.simulate)
+                                   simulate=options.simulate,
+                                   keep=options.keep_cluster or config.keep_clusters_ttl > 0)
         progress = ConsoleProgress(self.stream, paint, self._mid_line, self.verbosity,
                                    debug=options.cluster_debug or config.verbose_cluster_logs)
         events.subscribe(progress.on_event)
@@ -138,7 +165,10 @@ class DistributedTestRunner(unittest.TextTestRunner):
     def _report(self, result, stats: RunStats, paint: Painter, plan, config) -> None:
         if result is None:
             return
-        cluster_classes = sum(len(g.classes) for g in plan.groups)
+        # Classes a cluster actually served: not the plan's, which also counts classes
+        # that failfast, Ctrl-C or a failed start kept from ever getting one.
+        cluster_classes = len({name for usage in result.cluster_usage.values()
+                               for name in usage["classes"]})
         summary = render_summary(stats, result.cluster_usage, paint, cluster_classes)
         if summary and self.verbosity:
             self.stream.writeln(summary)

@@ -25,7 +25,8 @@ class Session:
     def __init__(self, config, events: EventBus | None = None, pool=None, *,
                  planned: dict[type, Requirement] | None = None,
                  skip_reason: str | None = None, size_override: int | None = None,
-                 fallback: str | None = None, simulate: bool = False) -> None:
+                 fallback: str | None = None, simulate: bool = False,
+                 keep: bool = False) -> None:
         self.config = config
         self.events = events or EventBus()
         self._pool = pool
@@ -35,6 +36,7 @@ class Session:
         self.size_override = size_override
         self.fallback = fallback
         self.simulate = simulate
+        self.keep = keep  # clusters outlive the run: never stop them early
         self.forced_cluster = None
         self.clusters_by_class: dict[type, object] = {}
 
@@ -54,7 +56,7 @@ class Session:
         if requirement is None:
             return
         self._remaining[requirement.key] -= 1
-        if self._remaining[requirement.key] <= 0:
+        if self._remaining[requirement.key] <= 0 and not self.keep:
             self.pool.stop_idle(requirement.key)
 
     def requirement_for(self, cls: type) -> Requirement:

@@ -61,14 +61,27 @@ class Cluster:
     def call_all(self, fn: Callable, *args: Any, **kwargs: Any) -> list[Any]:
         """Run ``fn`` on every node in parallel; results in node order.
 
-        If any node raises, the first error (in node order) is raised after
-        every call has finished, so no call is left running behind the test.
+        Every request is sent before any reply is read, so the nodes work at
+        the same time without a thread per node. If any node raises, the first
+        error (in node order) is raised after every reply has been read, so no
+        call is left running behind the test.
         """
-        futures = [node.submit(fn, *args, **kwargs) for node in self.nodes]
-        results, first_error = [], None
-        for future in futures:
+        from disttest.clusters import serialize
+
+        payload = serialize.dumps_request("call", fn, args, kwargs)
+        what = getattr(fn, "__qualname__", "call")
+        sent: list[Any] = []
+        for node in self.nodes:
             try:
-                results.append(future.result())
+                sent.append(node._send(payload, what))
+            except BaseException as exc:
+                sent.append(exc)
+        results, first_error = [], None
+        for node, item in zip(self.nodes, sent):
+            try:
+                if isinstance(item, BaseException):
+                    raise item
+                results.append(node._receive(item, what))
             except BaseException as exc:
                 first_error = first_error or exc
                 results.append(None)

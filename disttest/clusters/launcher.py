@@ -127,13 +127,15 @@ class LocalLauncher:
         self.executable = executable or sys.executable
 
     def command(self) -> list[str]:
-        # ``-c`` rather than ``-m``: runpy alone costs milliseconds per node.
-        return [self.executable, "-c", "from disttest.agent import main; main()"]
+        # ``-c`` rather than ``-m``: runpy alone costs milliseconds per node. The
+        # controller's own disttest goes first on sys.path, ahead of the working
+        # directory, which might hold another copy.
+        return [self.executable, "-c",
+                f"import sys; sys.path.insert(0, {_PACKAGE_PARENT!r}); "
+                "from disttest.agent import main; main()"]
 
     def environment(self) -> dict[str, str]:
         env = dict(os.environ)
-        path = env.get("PYTHONPATH", "")
-        env["PYTHONPATH"] = _PACKAGE_PARENT + (os.pathsep + path if path else "")
         env["PYTHONUNBUFFERED"] = "1"  # node output reaches its log as it happens
         return env
 

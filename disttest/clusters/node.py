@@ -186,6 +186,10 @@ class Node:
         return self._request_bytes(serialize.dumps(message), message[0], timeout)
 
     def _request_bytes(self, payload: bytes, what: str, timeout: float | None = None) -> Any:
+        return self._receive(self._send(payload, what, timeout), what)
+
+    def _send(self, payload: bytes, what: str, timeout: float | None = None) -> tuple:
+        """Send a request on a borrowed connection; ``_receive`` reads the reply."""
         timeout = self.call_timeout if timeout is None else timeout
         deadline = None if timeout is None else time.monotonic() + timeout
         conn = self._connection(what, timeout)
@@ -193,6 +197,20 @@ class Node:
             # Opening a connection may have used part of the time.
             conn.settimeout(None if deadline is None else max(0.001, deadline - time.monotonic()))
             protocol.send_frame(conn, payload)
+        except socket.timeout:
+            conn.close()
+            raise self._timed_out(what, timeout) from None
+        except (EOFError, OSError) as exc:
+            conn.close()
+            raise self._lost(what, exc) from None
+        except BaseException:
+            conn.close()
+            raise
+        return conn, timeout
+
+    def _receive(self, sent: tuple, what: str) -> Any:
+        conn, timeout = sent
+        try:
             status, value = serialize.loads(protocol.recv_frame(conn))
         except socket.timeout:
             conn.close()

@@ -27,9 +27,11 @@ from typing import Any
 
 from disttest import resources
 from disttest.clusters.cluster import Cluster
+from disttest.clusters import kept
 from disttest.clusters.launcher import LocalLauncher
 from disttest.clusters.node import Node
 from disttest.clusters.ports import PortAllocator
+from disttest.clusters.registry import Registry
 from disttest.clusters.simulated import SimulatedLauncher
 from disttest.errors import ClusterStartError, DisttestError
 from disttest.events import EventBus
@@ -78,11 +80,21 @@ class ClusterPool:
         self.events = events or EventBus()
         self.launchers = {False: launcher or LocalLauncher(), True: SimulatedLauncher()}
         self.host = _usable_host(config.host, self.events)
-        self.allocator = allocator or PortAllocator(tuple(config.port_range), self.host)
+        self._registry = None
+        self.allocator = allocator or PortAllocator(tuple(config.port_range), self.host,
+                                                    reserved=self._reserved_ports)
         self.entries: list[Entry] = []
         self.stats = {"starts": 0, "reuses": 0, "grows": 0, "nodes_started": 0,
                       "startup_s": 0.0, "resets": 0, "nodes_replaced": 0}
         self._failures: dict[tuple, tuple[int, ClusterStartError]] = {}
+        self.started_pids: set[int] = set()   # every node process this pool started
+        self.tmpdirs: set[Path] = set()       # every temporary directory it made
+        self.kept_ids: set[str] = set()
+        self.run_id = time.strftime("run-%Y%m%d-%H%M%S") + f"-{os.getpid()}"
+        self.saved_logs: list[Path] = []
+        self._kept_pids: set[int] = set()
+        self._kept_dirs: set[Path] = set()
+        self.events.subscribe(self._track)
         self._lock = threading.RLock()
         self._count = 0
         self._closed = False
@@ -98,7 +110,7 @@ class ClusterPool:
                 raise failed[1]
             entry = None
             if self.config.reuse_clusters and not requirement.fresh:
-                entry = self._find_idle(requirement)
+                entry = self._find_idle(requirement) or kept.adopt(self, requirement)
             if entry is None:
                 entry = self._start(requirement)
             else:
@@ -124,6 +136,54 @@ class ClusterPool:
             entry = cluster._entry
             if entry is not None and entry in self.entries:
                 self._stop_entries([entry])
+
+    def _track(self, event) -> None:
+        if event.kind == "node_restarted" and event.pid:
+            self.started_pids.add(event.pid)
+
+    @property
+    def registry(self) -> Registry:
+        if self._registry is None:
+            self._registry = Registry(self.config.state_path())
+        return self._registry
+
+    def _reserved_ports(self) -> set[int]:
+        try:
+            return self.registry.reserved_ports()
+        except Exception:  # an unusable state directory must not stop port allocation
+            return set()
+
+    def keep(self, ttl: float, name: str | None = None) -> list[str]:
+        """Leave idle clusters running for later runs (see clusters/kept.py)."""
+        with self._lock:
+            entries = kept.keep(self, ttl, name)
+            for entry in entries:
+                self.kept_ids.add(entry.id)
+                self._kept_pids.update(n.pid for n in entry.nodes)
+                self._kept_dirs.add(entry.tmpdir)
+            return [e.id for e in entries]
+
+    def verify_cleanup(self) -> list[dict]:
+        """After shutdown: what this pool started and did not keep must be gone."""
+        leaks = []
+        alive = resources.alive(self.started_pids - self._kept_pids)
+        if alive:
+            resources.kill_all(alive)
+            leaks.append({"what": "process", "pids": alive,
+                          "detail": f"{len(alive)} node process(es) outlived the run"})
+        if self.allocator.held:
+            leaks.append({"what": "port", "ports": sorted(self.allocator.held),
+                          "detail": f"{len(self.allocator.held)} port lock(s) still held"})
+            self.allocator.release_all()
+        left = [str(d) for d in self.tmpdirs if d.exists() and d not in self._kept_dirs]
+        if left:
+            for d in left:
+                shutil.rmtree(d, ignore_errors=True)
+            leaks.append({"what": "tmpdir", "paths": left,
+                          "detail": f"{len(left)} temporary directory(ies) left behind"})
+        for leak in leaks:
+            self.events.emit("leak", cluster="-", **leak)
+        return leaks
 
     def stop_idle(self, key: tuple) -> None:
         """Stop idle clusters of compatibility ``key`` (no later class needs them)."""
@@ -168,7 +228,7 @@ class ClusterPool:
             self.events.emit("cluster_grown", cluster=entry.id, size=entry.size, seconds=seconds)
         else:
             self.stats["reuses"] += 1
-            self.events.emit("cluster_reused", cluster=entry.id, size=requirement.size,
+            self.events.emit("cluster_reused", cluster=entry.id, size=entry.size,
                              seconds=seconds, previous_run=entry.reused_from_previous_run)
 
     def _reset(self, entry: Entry) -> None:
@@ -238,6 +298,7 @@ class ClusterPool:
                          requirement=requirement.describe())
         started = time.perf_counter()
         tmpdir = Path(tempfile.mkdtemp(prefix=f"disttest-{cluster_id}-"))
+        self.tmpdirs.add(tmpdir)
         ports: list[int] = []
         try:
             if requirement.simulated:
@@ -309,6 +370,8 @@ class ClusterPool:
                                    self.config.startup_timeout)
         for node, process in zip(nodes, processes):
             node.attach(process)
+            if process.pid:
+                self.started_pids.add(process.pid)
         return nodes
 
     def _grow(self, entry: Entry, size: int) -> None:
@@ -343,6 +406,8 @@ class ClusterPool:
         children = {entry.id: [pid for n in entry.nodes if n.alive and n.pid
                                for pid in resources.process_tree(n.pid)] for entry in entries}
         for entry in entries:  # ask every node at once, then wait for each
+            if getattr(entry, "adopted", False):
+                self._parallel(_shutdown_kept, entry.nodes)
             for node in entry.nodes:
                 node._drop_connections()
                 if node.process is not None:
@@ -359,22 +424,26 @@ class ClusterPool:
                                  detail=f"{len(leftovers)} child process(es) of nodes outlived "
                                         "them and were killed")
             self.allocator.release(entry.ports)
-            self._save_logs(entry)
+            saved = self._save_logs(entry)
             shutil.rmtree(entry.tmpdir, ignore_errors=True)
+            if getattr(entry, "adopted", False):
+                self.registry.remove(entry.id)
             if entry in self.entries:
                 self.entries.remove(entry)
-            self.events.emit("cluster_stopped", cluster=entry.id,
+            self.events.emit("cluster_stopped", cluster=entry.id, logs=saved,
                              seconds=time.perf_counter() - started,
                              uptime=time.time() - entry.created)
 
-    def _save_logs(self, entry: Entry) -> None:
+    def _save_logs(self, entry: Entry) -> str | None:
         target = getattr(self.config, "save_cluster_logs", None)
         if not target:
-            return
-        dest = Path(target) / entry.id
+            return None
+        dest = Path(target) / self.run_id / entry.id
         dest.mkdir(parents=True, exist_ok=True)
         for log in entry.tmpdir.glob("*.log"):
             shutil.copy2(log, dest / log.name)
+        self.saved_logs.append(dest)
+        return str(dest)
 
     @staticmethod
     def _parallel(fn, nodes: list[Node]) -> list[Any]:
@@ -399,6 +468,14 @@ class ClusterPool:
         if errors:
             raise errors[0]
         return results
+
+
+def _shutdown_kept(node: Node) -> None:
+    # A kept node holds its own port locks; asked to shut down, it removes them.
+    try:
+        node._request(("shutdown",), timeout=2)
+    except DisttestError:
+        pass
 
 
 def _peer_map(nodes: list[Node]) -> dict[str, dict[str, dict[str, tuple[str, int]]]]:

@@ -56,9 +56,10 @@ class PortAllocator:
     """Hands out ports from ``port_range`` and holds their locks until released."""
 
     def __init__(self, port_range: tuple[int, int], host: str = "127.0.0.1",
-                 lock_dir: Path | None = None) -> None:
+                 lock_dir: Path | None = None, reserved=None) -> None:
         self.low, self.high = port_range
         self.host = host
+        self.reserved = reserved  # () -> ports never to hand out (kept clusters')
         self.lock_dir = Path(lock_dir) if lock_dir else default_lock_dir()
         self._held: dict[int, int] = {}  # port -> fd of its lock file
         self._lock = threading.Lock()
@@ -76,11 +77,12 @@ class PortAllocator:
     def allocate(self, count: int) -> list[int]:
         """``count`` free, locked ports, or PortRangeExhausted with the holders."""
         got: list[int] = []
+        reserved = self.reserved() if self.reserved else set()
         with self._lock:
             for port in self.candidates():
                 if len(got) == count:
                     break
-                if port in self._held:
+                if port in self._held or port in reserved:
                     continue
                 fd = self._try_lock(port)
                 if fd is None:
@@ -102,6 +104,14 @@ class PortAllocator:
                 fd = self._held.pop(port, None)
                 if fd is not None:
                     self._unlock(port, fd)
+
+    def handover(self, ports) -> None:
+        """Let go of locks without removing their files: a kept node takes them over."""
+        with self._lock:
+            for port in ports:
+                fd = self._held.pop(port, None)
+                if fd is not None:
+                    os.close(fd)
 
     def release_all(self) -> None:
         self.release(list(self._held))

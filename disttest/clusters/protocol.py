@@ -15,10 +15,22 @@ path. So the same ideas are spoken on plain sockets:
 """
 from __future__ import annotations
 
-import hmac
 import os
 import socket
 import struct
+
+try:  # The built-in SHA-256, not OpenSSL's: importing hmac/hashlib loads
+    # OpenSSL, which costs about 4 ms of every node's start-up.
+    try:
+        from _sha2 import sha256 as _sha256  # Python 3.12+
+    except ImportError:
+        from _sha256 import sha256 as _sha256  # Python 3.9-3.11
+    from _operator import _compare_digest as compare_digest
+except ImportError:  # pragma: no cover - an interpreter without them
+    import hashlib
+    from hmac import compare_digest
+
+    _sha256 = hashlib.sha256
 
 MAX_FRAME = 1 << 31
 _HEADER = struct.Struct("!I")
@@ -26,7 +38,6 @@ _CHALLENGE = b"#DTCHALLENGE#"
 _WELCOME = b"#DTWELCOME#"
 _FAILURE = b"#DTFAILURE#"
 _NONCE_SIZE = 32
-_DIGEST = "sha256"
 
 READY_PREFIX = "DISTTEST-READY"
 
@@ -69,8 +80,18 @@ def recv_frame(sock: socket.socket, limit: int = MAX_FRAME) -> bytes:
     return recv_exact(sock, size)
 
 
+_BLOCK = 64
+_IPAD = bytes(x ^ 0x36 for x in range(256))
+_OPAD = bytes(x ^ 0x5C for x in range(256))
+
+
 def _digest(key: bytes, message: bytes) -> bytes:
-    return hmac.new(key, message, _DIGEST).digest()
+    """HMAC-SHA256 (RFC 2104), equal to ``hmac.new(key, message, "sha256").digest()``."""
+    if len(key) > _BLOCK:
+        key = _sha256(key).digest()
+    key = key.ljust(_BLOCK, b"\0")
+    inner = _sha256(key.translate(_IPAD) + message).digest()
+    return _sha256(key.translate(_OPAD) + inner).digest()
 
 
 # Before authentication frames are tiny: never let an unauthenticated peer
@@ -84,7 +105,7 @@ def serve_handshake(sock: socket.socket, key: bytes) -> None:
     send_frame(sock, _CHALLENGE + nonce)
     reply = recv_frame(sock, _AUTH_LIMIT)
     answer, client_nonce = reply[:32], reply[32:]
-    if len(client_nonce) != _NONCE_SIZE or not hmac.compare_digest(
+    if len(client_nonce) != _NONCE_SIZE or not compare_digest(
             answer, _digest(key, nonce)):
         send_frame(sock, _FAILURE)
         raise AuthenticationError("client failed the key challenge")
@@ -101,5 +122,5 @@ def client_handshake(sock: socket.socket, key: bytes) -> None:
     welcome = recv_frame(sock, _AUTH_LIMIT)
     if not welcome.startswith(_WELCOME):
         raise AuthenticationError("node refused the cluster key")
-    if not hmac.compare_digest(welcome[len(_WELCOME):], _digest(key, nonce)):
+    if not compare_digest(welcome[len(_WELCOME):], _digest(key, nonce)):
         raise AuthenticationError("node failed the key challenge")

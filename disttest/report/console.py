@@ -1,6 +1,7 @@
 """Console output: cluster progress while it happens, the summary at the end."""
 from __future__ import annotations
 
+import os
 import time
 from typing import Callable
 
@@ -136,6 +137,12 @@ def render_summary(stats: RunStats, usage: dict[str, dict], paint: Painter,
         lines.append(paint("warn", f"  {f['policy']}: {f['class']} — {f['detail']}"))
     for leak in stats.leaks:
         lines.append(paint("fail", f"  leak: {leak['detail']} (cluster {leak['cluster']})"))
+    kept = [c.id for c in stats.clusters.values() if c.kept]
+    if kept:
+        lines.append(paint("cluster", f"  kept for the next run: {', '.join(kept)} "
+                                      "(python -m disttest cluster status)"))
+    if stats.saved_logs:
+        lines.append(f"  node logs saved in: {os.path.commonpath(stats.saved_logs)}")
     if stats.diagnoses:
         lines.append(paint("title", "Problems") + " (each once; details above)")
         for d in stats.diagnoses:
@@ -151,4 +158,6 @@ def closing_line(result) -> str:
     passed = sum(o in ("passed", "expected_failure") for o in outcomes)
     failed = sum(o in ("failed", "error", "unexpected_success") for o in outcomes)
     skipped = outcomes.count("skipped")
-    return f"disttest: {passed} passed, {failed} failed, {skipped} skipped"
+    interrupted = outcomes.count("interrupted")
+    return (f"disttest: {passed} passed, {failed} failed, {skipped} skipped"
+            + (f", {interrupted} interrupted" if interrupted else ""))

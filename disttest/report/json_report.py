@@ -30,7 +30,9 @@ def build(result, stats, config=None) -> dict[str, Any]:
         "platform": platform.platform(),
         "ci": bool(getattr(config, "ci", False)),
         "ci_provider": getattr(config, "ci_provider", None),
-        "successful": result.wasSuccessful(),
+        # A test that a signal ended without an outcome does not count as a success.
+        "successful": result.wasSuccessful() and not any(
+            r.outcome == "interrupted" for r in result.records),
         "tests_run": result.testsRun,
         "failures": len(result.failures),
         "errors": len(result.errors),

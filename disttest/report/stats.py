@@ -40,6 +40,7 @@ class RunStats:
     leaks: list[dict] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     retries: int = 0
+    saved_logs: list[str] = field(default_factory=list)
     _pending: dict[str, float] = field(default_factory=dict)
 
     def on_event(self, event: Event) -> None:
@@ -73,6 +74,8 @@ class RunStats:
 
     def _on_cluster_stopped(self, e: Event) -> None:
         self.management_s += e.seconds
+        if e.data.get("logs"):
+            self.saved_logs.append(e.logs)
         if e.cluster in self.clusters:
             self.clusters[e.cluster].stopped = True
 

@@ -1,0 +1,169 @@
+"""Call round trip: ``node.call`` against a raw ``multiprocessing.connection`` call.
+
+Interleaved batches (after one warm-up batch each):
+
+* disttest — ``node.call(noop)`` on a live node: the function travels by
+  reference, runs on the node, and its result comes back over the node's
+  authenticated connection.
+* raw — ``Client(address, authkey).send(("noop", (), {}))`` then ``recv()``
+  against a child process whose ``Listener(("127.0.0.1", 0), authkey=...)``
+  connection echoes every ``recv()`` back with ``send()``: the floor for an
+  authenticated pickle round trip between two Python processes.
+
+The target is disttest ≤ 1.5× raw. For information it also times
+``node.ping()``, ``node.submit(noop).result()`` and ``cluster.call_all(noop)``
+on 3 nodes. Run from the repository root:
+
+    python benchmarks/bench_call.py [--rounds 10] [--calls 2000]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+
+import _util
+
+TARGET = 1.5
+
+
+def noop():
+    """The benchmarked remote function; nodes import it from this file."""
+    return None
+
+
+RAW_SERVER = r"""
+import sys
+from multiprocessing.connection import Listener
+key = bytes.fromhex(sys.stdin.readline().strip())
+with Listener(("127.0.0.1", 0), authkey=key) as listener:
+    sys.stdout.write("%d\n" % listener.address[1])
+    sys.stdout.flush()
+    with listener.accept() as conn:
+        while True:
+            try:
+                conn.send(conn.recv())
+            except EOFError:
+                break
+"""
+
+
+def start_raw_server():
+    key = os.urandom(32)
+    proc = subprocess.Popen([sys.executable, "-c", RAW_SERVER], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE)
+    proc.stdin.write(key.hex().encode() + b"\n")
+    proc.stdin.flush()
+    port = int(proc.stdout.readline())
+    from multiprocessing.connection import Client
+    return proc, Client(("127.0.0.1", port), authkey=key)
+
+
+def batch_raw(conn, calls: int) -> float:
+    message = ("noop", (), {})
+    send, recv = conn.send, conn.recv
+    started = time.perf_counter()
+    for _ in range(calls):
+        send(message)
+        recv()
+    return (time.perf_counter() - started) / calls
+
+
+def batch_call(node, calls: int) -> float:
+    call = node.call
+    started = time.perf_counter()
+    for _ in range(calls):
+        call(noop)
+    return (time.perf_counter() - started) / calls
+
+
+def batch_ping(node, calls: int) -> float:
+    ping = node.ping
+    started = time.perf_counter()
+    for _ in range(calls):
+        ping()
+    return (time.perf_counter() - started) / calls
+
+
+def batch_submit(node, calls: int) -> float:
+    submit = node.submit
+    started = time.perf_counter()
+    for _ in range(calls):
+        submit(noop).result()
+    return (time.perf_counter() - started) / calls
+
+
+def batch_call_all(cluster, calls: int) -> float:
+    call_all = cluster.call_all
+    started = time.perf_counter()
+    for _ in range(calls):
+        call_all(noop)
+    return (time.perf_counter() - started) / calls
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rounds", type=int, default=10, help="measured rounds (default 10)")
+    parser.add_argument("--calls", type=int, default=2000,
+                        help="calls per batch for call/raw (default 2000); "
+                             "a quarter as many for ping/submit/call_all")
+    args = parser.parse_args()
+    small = max(1, args.calls // 4)
+
+    _util.setup("disttest benchmark: call round trip")
+    from disttest.clusters.pool import ClusterPool
+    from disttest.config import load_config
+    from disttest.requirements import Requirement
+
+    pool = ClusterPool(load_config())
+    cluster = pool.acquire(Requirement(3, fresh=True))
+    node = cluster.nodes[0]
+    proc, conn = start_raw_server()
+    assert node.call(noop) is None and cluster.call_all(noop) == [None] * 3
+
+    sides = {
+        "disttest node.call": lambda: batch_call(node, args.calls),
+        "raw mp.connection": lambda: batch_raw(conn, args.calls),
+    }
+    info = {
+        "node.ping()": lambda: batch_ping(node, small),
+        "node.submit(noop).result()": lambda: batch_submit(node, small),
+        "cluster.call_all(noop), 3 nodes": lambda: batch_call_all(cluster, small),
+    }
+    results = {name: [] for name in [*sides, *info]}
+    started = time.perf_counter()
+    try:
+        for rnd in range(args.rounds + 1):  # round 0 is the warm-up
+            order = list(sides) if rnd % 2 else list(reversed(sides))
+            for name in order + list(info):
+                per_call = {**sides, **info}[name]()
+                if rnd:
+                    results[name].append(per_call)
+    finally:
+        conn.close()
+        proc.wait(10)
+        pool.release(cluster)
+        pool.shutdown()
+    total = time.perf_counter() - started
+
+    us = lambda seconds: f"{seconds * 1e6:.1f}"  # noqa: E731
+    raw = _util.median(results["raw mp.connection"])
+    rows = []
+    for name, values in results.items():
+        m = _util.median(values)
+        rows.append([name, us(m), us(min(values)), f"{m / raw:.2f}×"])
+    ratio = _util.median(results["disttest node.call"]) / raw
+    print(f"Round trip of a no-op call, median per-call time of {args.rounds} interleaved "
+          f"batches (+1 warm-up); {args.calls} calls per batch for the first two rows, "
+          f"{small} for the others, microseconds:")
+    print(_util.table(["", "median µs", "best batch µs", "vs raw"], rows))
+    print()
+    print(f"node.call / raw = {ratio:.2f}×: target {_util.verdict(ratio, TARGET)}")
+    print(f"benchmark ran {total:.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,158 @@
+"""Cluster start-up: disttest against bare interpreters.
+
+For each size N, interleaved round by round (after one warm-up round):
+
+* disttest — time from ``pool.acquire(Requirement(N, fresh=True))`` to the
+  healthy N-node cluster it returns (every node spawned, bootstrapped over
+  stdin, listening, and answering an authenticated ping). Releasing the fresh
+  cluster (which stops it) happens outside the timed section.
+* bare — time to spawn N interpreters of the same ``sys.executable`` with
+  ``-c`` that connect back over TCP to a socket this script listens on,
+  until all N connections are accepted. Clean-up is outside the timed section.
+
+The target is disttest ≤ 1.5× bare. Run from the repository root:
+
+    python benchmarks/bench_cluster_start.py [--rounds 20] [--sizes 1,3,5,8]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import _util
+
+TARGET = 1.5
+
+BARE_CHILD = ("import socket,sys;"
+              "s=socket.create_connection(('127.0.0.1',int(sys.argv[1])));"
+              "s.recv(1)")
+
+
+class Bare:
+    """N bare interpreters that phone home; the baseline for one node start."""
+
+    def __init__(self) -> None:
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(128)
+        self.port = self.listener.getsockname()[1]
+
+    def start(self, n: int) -> tuple[float, list, list]:
+        started = time.perf_counter()
+        procs = [subprocess.Popen([sys.executable, "-c", BARE_CHILD, str(self.port)],
+                                  stdin=subprocess.DEVNULL) for _ in range(n)]
+        conns = [self.listener.accept()[0] for _ in range(n)]
+        return time.perf_counter() - started, procs, conns
+
+    @staticmethod
+    def stop(procs, conns) -> None:
+        for conn in conns:
+            conn.close()  # the child's recv() returns b"" and it exits
+        for proc in procs:
+            proc.wait(10)
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def time_disttest(pool, Requirement, n: int) -> tuple[float, dict]:
+    started = time.perf_counter()
+    cluster = pool.acquire(Requirement(n, fresh=True))
+    elapsed = time.perf_counter() - started
+    timings = dict(cluster._entry.timings)
+    assert len(cluster) == n
+    pool.release(cluster)  # fresh: stopped here, outside the timed section
+    return elapsed, timings
+
+
+def time_bare(bare: Bare, n: int) -> float:
+    elapsed, procs, conns = bare.start(n)
+    bare.stop(procs, conns)
+    return elapsed
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rounds", type=int, default=20, help="measured rounds (default 20)")
+    parser.add_argument("--sizes", default="1,3,5,8", help="cluster sizes (default 1,3,5,8)")
+    args = parser.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",")]
+
+    _util.setup("disttest benchmark: cluster start-up")
+
+    # disttest.config is written concurrently with this benchmark: wait for it.
+    for attempt in range(60):
+        try:
+            from disttest.config import load_config
+            break
+        except ImportError as exc:
+            if attempt == 59:
+                raise
+            print(f"waiting for disttest.config ({exc})", file=sys.stderr)
+            time.sleep(5)
+    from disttest.clusters.pool import ClusterPool
+    from disttest.requirements import Requirement
+
+    pool = ClusterPool(load_config())
+    bare = Bare()
+    results = {n: {"disttest": [], "bare": [], "spawn_ready_s": [], "health_s": []}
+               for n in sizes}
+    first_acquire = None
+    started = time.perf_counter()
+    try:
+        for rnd in range(args.rounds + 1):  # round 0 is the warm-up
+            for n in sizes:
+                # Alternate which side goes first, so neither always runs
+                # on a machine the other has just warmed (or loaded).
+                order = ("disttest", "bare") if rnd % 2 else ("bare", "disttest")
+                for side in order:
+                    if side == "disttest":
+                        elapsed, timings = time_disttest(pool, Requirement, n)
+                    else:
+                        elapsed, timings = time_bare(bare, n), None
+                    if rnd == 0:
+                        if side == "disttest" and first_acquire is None:
+                            first_acquire = (n, elapsed)
+                        continue
+                    results[n][side].append(elapsed)
+                    if timings:
+                        results[n]["spawn_ready_s"].append(timings["spawn_ready_s"])
+                        results[n]["health_s"].append(timings["health_s"])
+    finally:
+        pool.shutdown()
+        bare.close()
+    total = time.perf_counter() - started
+
+    ms = lambda seconds: f"{seconds * 1000:.1f}"  # noqa: E731
+    rows, split_rows, worst = [], [], 0.0
+    for n in sizes:
+        r = results[n]
+        d, b = _util.median(r["disttest"]), _util.median(r["bare"])
+        worst = max(worst, d / b)
+        rows.append([n, ms(d), ms(b), f"{d / b:.2f}×", ms(min(r["disttest"])), ms(min(r["bare"])),
+                     "ok" if d / b <= TARGET else "over"])
+        split_rows.append([n, ms(_util.median(r["spawn_ready_s"])), ms(_util.median(r["health_s"])),
+                           ms(d)])
+    print(f"Start-up of an N-node cluster, median of {args.rounds} interleaved rounds "
+          f"(+1 warm-up), milliseconds:")
+    print(_util.table(["N", "disttest", "bare", "ratio", "disttest min", "bare min",
+                       f"≤{TARGET:g}×"], rows))
+    print()
+    print("disttest split (pool entry.timings, medians), milliseconds:")
+    print("  spawn_ready = spawn every agent and read its ready line; "
+          "health = authenticated ping of every node")
+    print(_util.table(["N", "spawn_ready", "health", "acquire total"], split_rows))
+    print()
+    print(f"first acquire of the process (warm-up, N={first_acquire[0]}, not in the medians): "
+          f"{ms(first_acquire[1])} ms, including the controller's one-time lazy imports")
+    print(f"worst ratio {worst:.2f}×: target {_util.verdict(worst, TARGET)}")
+    print(f"benchmark ran {total:.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,237 @@
+"""``python -m disttest cluster start|status|logs|stop|clean``: kept clusters by hand.
+
+``cluster start`` + an ordinary run is the manual workflow: the run finds the
+started cluster in the registry, verifies and resets it, and uses it.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from disttest.clusters import kept
+from disttest.clusters.registry import Registry, is_agent, pid_alive
+
+
+def _age(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    if seconds < 120:
+        return f"{seconds}s"
+    if seconds < 7200:
+        return f"{seconds // 60}m"
+    return f"{seconds // 3600}h"
+
+
+def _memory(pids) -> str:
+    from disttest.environment import format_bytes
+    from disttest.resources import usage
+
+    total = sum((usage(pid) or (0, 0))[0] for pid in pids if pid)
+    return format_bytes(total)
+
+
+def cmd_start(args, config) -> int:
+    from disttest.clusters.pool import ClusterPool
+    from disttest.requirements import Requirement, check_ports, check_size
+
+    size = check_size(args.size or config.default_cluster_size, "--size", "size",
+                      config.max_cluster_size)
+    ports = check_ports(tuple(args.ports.split(",")) if args.ports else ("app",), "--ports")
+    pool = ClusterPool(config)
+    try:
+        cluster = pool.acquire(Requirement(size, ports))
+        pool.release(cluster)
+        ttl = config.keep_clusters_ttl or args.ttl
+        pool.keep(ttl, name=args.name)
+    finally:
+        pool.shutdown()
+    name = args.name or cluster.id
+    print(f"cluster {name} ({cluster.id}): {size} node(s) kept for {ttl:g}s of idleness")
+    for node in cluster:
+        ports_text = ", ".join(f"{k}={v}" for k, v in node.ports.items())
+        print(f"  {node.name}  pid {node.pid}  {node.host}  {ports_text}")
+    print("the next run of this project uses it; stop it with: "
+          f"python -m disttest cluster stop {name}")
+    return 0
+
+
+def cmd_status(args, config) -> int:
+    registry = Registry(config.state_path())
+    rows = []
+    for path, record in registry.records():
+        if record is None:
+            rows.append(f"  (unreadable record {path.name}: run 'cluster clean')")
+            continue
+        pids = [n["pid"] for n in record["nodes"]]
+        alive = sum(pid_alive(p) for p in pids)
+        owner = record.get("owner_pid")
+        state = f"in use by pid {owner}" if owner and pid_alive(owner) else "idle"
+        ports = ",".join(str(p) for n in record["nodes"] for p in n["ports"].values())
+        rows.append(f"  {record['name']:<14} {len(pids):>4} {_age(time.time() - record['created']):>6} "
+                    f"{_age(time.time() - record['last_used']):>6} {alive:>5}/{len(pids):<3} "
+                    f"{_memory(pids):>9}  {state}; ports {ports}")
+    if not rows:
+        print("no kept clusters (start one: python -m disttest cluster start --size 3)")
+        return 0
+    print(f"  {'name':<14} {'size':>4} {'age':>6} {'idle':>6} {'alive':>9} {'memory':>9}")
+    print("\n".join(rows))
+    return 0
+
+
+def _find(config, name: str):
+    found = Registry(config.state_path()).find(name)
+    if found is None:
+        sys.stderr.write(f"disttest: error: no kept cluster named {name!r} "
+                         "(see: python -m disttest cluster status)\n")
+    return found
+
+
+def cmd_logs(args, config) -> int:
+    found = _find(config, args.name)
+    if found is None:
+        return 2
+    _path, record = found
+    nodes = [n for n in record["nodes"] if args.node is None or n["index"] == args.node]
+    if not nodes:
+        sys.stderr.write(f"disttest: error: cluster {args.name} has no node {args.node}\n")
+        return 2
+    offsets = {}
+    for node in nodes:
+        text = Path(node["log_path"]).read_text(errors="replace") if Path(node["log_path"]).exists() else ""
+        offsets[node["log_path"]] = len(text.encode())
+        for line in text.splitlines():
+            print(f"[{node['name']}] {line}")
+    while args.follow:  # until Ctrl-C, like tail -f
+        try:
+            time.sleep(0.25)
+        except KeyboardInterrupt:
+            return 0
+        for node in nodes:
+            path = node["log_path"]
+            try:
+                with open(path, "rb") as f:
+                    f.seek(offsets[path])
+                    chunk = f.read()
+            except OSError:
+                continue
+            offsets[path] += len(chunk)
+            for line in chunk.decode(errors="replace").splitlines():
+                print(f"[{node['name']}] {line}", flush=True)
+    return 0
+
+
+def cmd_stop(args, config) -> int:
+    registry = Registry(config.state_path())
+    if args.all:
+        targets = [(p, r) for p, r in registry.records() if r]
+    elif args.name:
+        found = _find(config, args.name)
+        if found is None:
+            return 2
+        targets = [found]
+    else:
+        sys.stderr.write("disttest: error: name a cluster or use --all\n")
+        return 2
+    for path, record in targets:
+        stopped = kept.stop_record(record, config.cleanup_timeout)
+        path.unlink(missing_ok=True)
+        print(f"stopped cluster {record['name']} ({len(stopped)} node(s))")
+    return 0
+
+
+def cmd_clean(args, config) -> int:
+    """Stop whatever no live run owns; remove stale records, directories and locks."""
+    import psutil
+
+    from disttest.clusters.ports import default_lock_dir
+
+    registry = Registry(config.state_path())
+    removed = []
+    known_pids = set()
+    for path, record in registry.records():
+        if record is None:
+            path.unlink(missing_ok=True)
+            removed.append(f"unreadable record {path.name}")
+            continue
+        owner = record.get("owner_pid")
+        if owner and pid_alive(owner) and owner != os.getpid():
+            known_pids.update(n["pid"] for n in record["nodes"])
+            continue
+        stopped = kept.stop_record(record, config.cleanup_timeout)
+        path.unlink(missing_ok=True)
+        removed.append(f"cluster {record['name']} ({len(stopped)} live node(s) stopped)")
+    # Node processes whose controller is gone and that no record names.
+    me = os.getuid()
+    open_logs = set()
+    for proc in psutil.process_iter(["pid", "ppid", "uids", "cmdline"]):
+        try:
+            if proc.info["uids"].real != me or "disttest.agent" not in " ".join(proc.info["cmdline"] or []):
+                continue
+            parent_alive = pid_alive(proc.info["ppid"]) and proc.info["ppid"] != 1
+            if proc.info["pid"] in known_pids or parent_alive:
+                open_logs.update(f.path for f in proc.open_files())
+                continue
+            if is_agent(proc.info["pid"]):
+                proc.kill()
+                removed.append(f"orphaned node process {proc.info['pid']}")
+        except (psutil.Error, OSError):
+            continue
+    # Temporary directories of clusters no live node writes to.
+    for directory in Path(tempfile.gettempdir()).glob("disttest-c*-*"):
+        if directory.is_dir() and not any(p.startswith(str(directory)) for p in open_logs):
+            try:
+                if directory.stat().st_uid == me:
+                    import shutil
+
+                    shutil.rmtree(directory, ignore_errors=True)
+                    removed.append(f"temporary directory {directory}")
+            except OSError:
+                pass
+    # Lock files nobody holds.
+    from disttest.clusters.ports import PortAllocator
+
+    for lock in default_lock_dir().glob("*.lock"):
+        try:
+            port = int(lock.stem)
+        except ValueError:
+            continue
+        allocator = PortAllocator((port, port))
+        fd = allocator._try_lock(port)
+        if fd is not None:
+            allocator._unlock(port, fd)
+            removed.append(f"port lock {port}")
+    for line in removed:
+        print(f"removed {line}")
+    print(f"cluster clean: {len(removed)} item(s) removed")
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    from disttest.config import load_config
+
+    parser = argparse.ArgumentParser(prog="python -m disttest cluster",
+                                     description="Manage clusters kept between runs.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    start = sub.add_parser("start", help="start a cluster and keep it for later runs")
+    start.add_argument("--size", type=int, help="number of nodes (default: default_cluster_size)")
+    start.add_argument("--name", help="a name to refer to it by")
+    start.add_argument("--ports", help="comma-separated port names (default: app)")
+    start.add_argument("--ttl", type=float, default=3600.0,
+                       help="seconds of idleness before it ends itself "
+                            "(default: keep_clusters_ttl, else 3600)")
+    sub.add_parser("status", help="every kept cluster and its nodes")
+    logs = sub.add_parser("logs", help="a kept cluster's node logs")
+    logs.add_argument("name")
+    logs.add_argument("--node", type=int, help="only the node with this index")
+    logs.add_argument("--follow", "-f", action="store_true", help="keep printing new lines")
+    stop = sub.add_parser("stop", help="stop a kept cluster")
+    stop.add_argument("name", nargs="?")
+    stop.add_argument("--all", action="store_true", help="stop every kept cluster")
+    sub.add_parser("clean", help="stop everything no live run owns and remove leftovers")
+    args = parser.parse_args(argv)
+    config = load_config()
+    return {"start": cmd_start, "status": cmd_status, "logs": cmd_logs, "stop": cmd_stop,
+            "clean": cmd_clean}[args.command](args, config)

@@ -1,0 +1,170 @@
+"""Keeping clusters for the next run, and adopting them in it.
+
+Keeping: each idle node is told to ``detach`` (stop ending with the
+controller, take over its own port locks, end itself after ``ttl`` idle
+seconds), the port locks are handed over without removing their files, and
+a record is written to the registry. The cluster's temporary directory (the
+node logs) stays with it.
+
+Adopting: a record that matches the requirement, the interpreter and the
+project is verified node by node (alive, answers the key, same pid) and
+reset before use; a record that fails any check is stale and removed, its
+leftovers stopped, with a note.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+from disttest.clusters.node import Node
+from disttest.clusters.registry import AdoptedProcess, Registry, is_agent, pid_alive
+from disttest.errors import DisttestError
+
+
+def project_of(config) -> str:
+    return str(getattr(config, "project_root", None) or os.getcwd())
+
+
+def keep(pool, ttl: float, name: str | None = None) -> list:
+    """Detach every idle real cluster of ``pool``; returns their entries."""
+    registry: Registry = pool.registry
+    kept = []
+    for entry in [e for e in pool.entries if not e.busy and not e.fresh and not e.simulated]:
+        record_path = registry.path(entry.id)
+        lock_paths = [str(pool.allocator._path(port)) for port in entry.ports]
+        try:
+            for node in entry.nodes:
+                if not node.alive:
+                    node.restart()
+                node._request(("detach", ttl, lock_paths, str(record_path)), timeout=5)
+        except DisttestError as error:
+            pool.events.emit("warning", message=f"cluster {entry.id} could not be kept: "
+                             f"{error.diagnosis.problem}")
+            continue
+        registry.save(_record(pool, entry, ttl, name))
+        pool.allocator.handover(entry.ports)
+        entry.ports = []
+        entry.kept = True
+        pool.entries.remove(entry)
+        for node in entry.nodes:
+            node._drop_connections()
+            if node.process is not None:
+                node.process.close_pipes()
+        pool.events.emit("cluster_kept", cluster=entry.id, ttl=ttl, record=str(record_path))
+        kept.append(entry)
+    return kept
+
+
+def _record(pool, entry, ttl: float, name: str | None) -> dict:
+    first = entry.nodes[0].boot
+    return {
+        "id": entry.id, "name": name or entry.id, "created": entry.created,
+        "last_used": time.time(), "ttl": ttl, "python": sys.executable,
+        "project": project_of(pool.config), "network": entry.network,
+        "env": [list(kv) for kv in entry.env], "port_names": sorted(entry.port_names),
+        "key": first["key"], "host": first["host"], "tmpdir": str(entry.tmpdir),
+        "owner_pid": None,
+        "nodes": [{"name": n.name, "index": n.index, "pid": n.pid,
+                   "control_port": n.process.control_port, "ports": n.ports,
+                   "log_path": str(n.log_path)} for n in entry.nodes],
+    }
+
+
+def adopt(pool, requirement):
+    """A verified, kept cluster for ``requirement``, or None."""
+    from disttest.clusters.pool import Entry
+
+    if requirement.simulated:
+        return None
+    for path, record in list(pool.registry.records()):
+        if record is None:
+            path.unlink(missing_ok=True)
+            pool.events.emit("warning", message=f"removed unreadable cluster record {path}")
+            continue
+        if (record.get("python") != sys.executable or record.get("project") != project_of(pool.config)
+                or record.get("network") != requirement.network
+                or tuple(map(tuple, record.get("env", []))) != requirement.env):
+            continue
+        owner = record.get("owner_pid")
+        if owner and owner != os.getpid() and pid_alive(owner):
+            continue  # another run is using it right now
+        try:
+            nodes = _verify(pool, record)
+        except DisttestError as error:
+            discard(pool, record, error.diagnosis.problem)
+            continue
+        req = requirement.with_size(len(nodes))
+        entry = Entry(record["id"], req, nodes, Path(record["tmpdir"]), [], False)
+        entry.port_names = set(record["port_names"])
+        entry.created = record.get("created", time.time())
+        entry.dirty = True
+        entry.adopted = True
+        entry.reused_from_previous_run = True
+        record["owner_pid"] = os.getpid()
+        pool.registry.save(record)
+        pool.entries.append(entry)
+        return entry
+    return None
+
+
+def _verify(pool, record: dict) -> list[Node]:
+    nodes = []
+    base = {"cluster_id": record["id"], "key": record["key"], "host": record["host"],
+            "cwd": os.getcwd(), "sys_path": list(sys.path), "env": dict(map(tuple, record["env"])),
+            "main_path": None}
+    for info in record["nodes"]:
+        if not pid_alive(info["pid"]):
+            raise DisttestError(f"node {info['name']} (pid {info['pid']}) is gone", kind="stale")
+        boot = dict(base, name=info["name"], index=info["index"], ports=dict(info["ports"]))
+        node = Node(boot=boot, launcher=pool.launchers[False], log_path=Path(info["log_path"]),
+                    call_timeout=pool.config.call_timeout,
+                    startup_timeout=pool.config.startup_timeout, events=pool.events)
+        node.attach(AdoptedProcess(info["pid"], info["control_port"], Path(info["log_path"])))
+        try:
+            pid = node._request(("attach",), timeout=5)
+        except (DisttestError, OSError) as error:
+            raise DisttestError(f"node {info['name']} does not answer the cluster key: "
+                                f"{str(error).splitlines()[0]}", kind="stale") from None
+        if pid != info["pid"]:
+            raise DisttestError(f"node {info['name']} answers as pid {pid}, not {info['pid']}",
+                                kind="stale")
+        nodes.append(node)
+    return nodes
+
+
+def discard(pool, record: dict, reason: str) -> None:
+    """Stop what is left of a stale kept cluster and remove its record."""
+    stop_record(record)
+    pool.registry.remove(record["id"])
+    pool.events.emit("warning", message=f"removed stale kept cluster {record.get('name')}: {reason}")
+
+
+def stop_record(record: dict, timeout: float = 5.0) -> list[int]:
+    """Stop a kept cluster's node processes and remove its files; the pids stopped."""
+    import signal
+
+    stopped = []
+    for info in record.get("nodes", []):
+        pid = info.get("pid")
+        if pid_alive(pid) and is_agent(pid):
+            AdoptedProcess(pid, info.get("control_port", 0), Path(info.get("log_path", "."))
+                           ).stop(timeout)
+            stopped.append(pid)
+        for port in info.get("ports", {}).values():
+            _remove_free_lock(port)
+    tmpdir = record.get("tmpdir")
+    if tmpdir and Path(tmpdir).name.startswith("disttest-"):
+        shutil.rmtree(tmpdir, ignore_errors=True)
+    return stopped
+
+
+def _remove_free_lock(port: int) -> None:
+    from disttest.clusters.ports import PortAllocator
+
+    allocator = PortAllocator((port, port))
+    fd = allocator._try_lock(port)
+    if fd is not None:  # nobody holds it: the file is a leftover
+        allocator._unlock(port, fd)

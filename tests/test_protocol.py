@@ -1,0 +1,189 @@
+"""The wire protocol: frames and the HMAC challenge-response handshake."""
+from __future__ import annotations
+
+import hmac
+import os
+import socket
+import struct
+import threading
+import unittest
+
+from disttest.clusters import protocol
+from tests import support
+
+KEY = os.urandom(32)
+
+
+def tearDownModule():
+    support.shutdown_and_check()
+
+
+def run_both(server, client, timeout=5.0):
+    """Run ``server(sock)`` in a thread and ``client(sock)`` here, on a socket pair.
+
+    Returns ``{"server": result-or-exception, "client": result-or-exception}``.
+    """
+    a, b = socket.socketpair()
+    a.settimeout(timeout)
+    b.settimeout(timeout)
+    outcome = {}
+
+    def serve():
+        try:
+            outcome["server"] = server(a)
+        except BaseException as exc:  # recorded for the test to inspect
+            outcome["server"] = exc
+        finally:
+            a.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        outcome["client"] = client(b)
+    except BaseException as exc:
+        outcome["client"] = exc
+    finally:
+        try:
+            b.shutdown(socket.SHUT_WR)  # a server still reading sees the end
+        except OSError:
+            pass
+        thread.join(timeout)
+        b.close()
+    assert not thread.is_alive(), "the server side hung"
+    return outcome
+
+
+class FrameTests(unittest.TestCase):
+
+    def test_frames_round_trip(self):
+        payloads = [b"", b"x", os.urandom(65535), os.urandom(65536), os.urandom(1 << 20)]
+
+        def send_all(sock):
+            for payload in payloads:
+                protocol.send_frame(sock, payload)
+
+        def receive_all(sock):
+            return [protocol.recv_frame(sock) for _ in payloads]
+
+        outcome = run_both(send_all, receive_all)
+        self.assertIsNone(outcome["server"])
+        self.assertEqual(outcome["client"], payloads)
+
+    def test_a_frame_is_a_length_then_the_bytes(self):
+        a, b = socket.socketpair()
+        with a, b:
+            protocol.send_frame(a, b"hello")
+            self.assertEqual(protocol.recv_exact(b, 9), struct.pack("!I", 5) + b"hello")
+
+    def test_frame_over_the_limit_is_refused_before_reading_it(self):
+        a, b = socket.socketpair()
+        with a, b:
+            protocol.send_frame(a, b"y" * 300)
+            with self.assertRaises(ConnectionError) as cm:
+                protocol.recv_frame(b, limit=256)
+            self.assertIn("300 bytes exceeds the limit of 256", str(cm.exception))
+            # The body was never read: it is still waiting in the socket.
+            self.assertEqual(protocol.recv_exact(b, 300), b"y" * 300)
+
+    def test_end_of_file_inside_a_frame(self):
+        a, b = socket.socketpair()
+        with b:
+            a.sendall(struct.pack("!I", 10) + b"abc")
+            a.close()
+            with self.assertRaises(EOFError):
+                protocol.recv_frame(b)
+
+
+class HandshakeTests(unittest.TestCase):
+
+    def test_the_right_key_authenticates_both_ways_then_frames_flow(self):
+        def server(sock):
+            protocol.serve_handshake(sock, KEY)
+            protocol.send_frame(sock, protocol.recv_frame(sock)[::-1])
+
+        def client(sock):
+            protocol.client_handshake(sock, KEY)
+            protocol.send_frame(sock, b"ping")
+            return protocol.recv_frame(sock)
+
+        outcome = run_both(server, client)
+        self.assertIsNone(outcome["server"])
+        self.assertEqual(outcome["client"], b"gnip")
+
+    def test_a_client_with_a_wrong_key_is_refused_and_told_so(self):
+        outcome = run_both(lambda s: protocol.serve_handshake(s, KEY),
+                           lambda s: protocol.client_handshake(s, b"wrong"))
+        self.assertIsInstance(outcome["server"], protocol.AuthenticationError)
+        self.assertIn("client failed", str(outcome["server"]))
+        self.assertIsInstance(outcome["client"], protocol.AuthenticationError)
+        self.assertIn("refused the cluster key", str(outcome["client"]))
+
+    def test_a_server_without_the_key_is_not_trusted(self):
+        # An impostor can welcome anyone, but cannot answer the client's nonce.
+        def impostor(sock):
+            protocol.send_frame(sock, protocol._CHALLENGE + os.urandom(32))
+            protocol.recv_frame(sock, 256)
+            protocol.send_frame(sock, protocol._WELCOME + os.urandom(32))
+
+        outcome = run_both(impostor, lambda s: protocol.client_handshake(s, KEY))
+        self.assertIsNone(outcome["server"])
+        self.assertIsInstance(outcome["client"], protocol.AuthenticationError)
+        self.assertIn("node failed the key challenge", str(outcome["client"]))
+
+    def test_a_server_with_a_different_key_is_not_trusted(self):
+        # It refuses the client, and the client refuses it.
+        outcome = run_both(lambda s: protocol.serve_handshake(s, b"other key"),
+                           lambda s: protocol.client_handshake(s, KEY))
+        self.assertIsInstance(outcome["server"], protocol.AuthenticationError)
+        self.assertIsInstance(outcome["client"], protocol.AuthenticationError)
+
+    def test_a_peer_that_is_not_disttest(self):
+        outcome = run_both(lambda s: protocol.send_frame(s, b"SSH-2.0-OpenSSH"),
+                           lambda s: protocol.client_handshake(s, KEY))
+        self.assertIsInstance(outcome["client"], protocol.AuthenticationError)
+        self.assertIn("did not send a disttest challenge", str(outcome["client"]))
+
+    def test_oversized_frames_before_authentication_are_rejected(self):
+        def huge_claim(sock):
+            protocol.recv_frame(sock, 256)
+            sock.sendall(struct.pack("!I", 1 << 30))  # claims 1 GiB, sends nothing
+            return "sent"
+
+        outcome = run_both(lambda s: protocol.serve_handshake(s, KEY), huge_claim)
+        self.assertIsInstance(outcome["server"], ConnectionError)
+        self.assertNotIsInstance(outcome["server"], protocol.AuthenticationError)
+        self.assertIn("exceeds the limit of 256", str(outcome["server"]))
+
+        # The client is as careful with what a server sends first.
+        outcome = run_both(lambda s: s.sendall(struct.pack("!I", 1 << 30)),
+                           lambda s: protocol.client_handshake(s, KEY))
+        self.assertIsInstance(outcome["client"], ConnectionError)
+        self.assertIn("exceeds the limit", str(outcome["client"]))
+
+    def test_a_short_answer_is_a_failed_challenge(self):
+        def short(sock):
+            challenge = protocol.recv_frame(sock, 256)
+            nonce = challenge[len(protocol._CHALLENGE):]
+            # The right digest, but no nonce of its own to be challenged with.
+            protocol.send_frame(sock, hmac.new(KEY, nonce, "sha256").digest())
+            return protocol.recv_frame(sock, 256)
+
+        outcome = run_both(lambda s: protocol.serve_handshake(s, KEY), short)
+        self.assertIsInstance(outcome["server"], protocol.AuthenticationError)
+        self.assertEqual(outcome["client"], protocol._FAILURE)
+
+    def test_every_challenge_is_new(self):
+        challenges = []
+
+        def record(sock):
+            challenges.append(protocol.recv_frame(sock, 256))
+
+        for _ in range(2):
+            run_both(lambda s: protocol.serve_handshake(s, KEY), record)
+        self.assertEqual(len(challenges), 2)
+        self.assertNotEqual(challenges[0], challenges[1])
+        self.assertTrue(all(c.startswith(protocol._CHALLENGE) for c in challenges))
+
+
+if __name__ == "__main__":
+    unittest.main()
