@@ -94,3 +94,28 @@ def kill_all(pids) -> None:
             os.kill(pid, signal.SIGKILL)
         except OSError:
             pass
+
+
+def node_metrics(pid: int | None) -> dict | None:
+    """Peak resident memory and CPU seconds of a live node process.
+
+    On Linux the kernel keeps the peak itself (VmHWM), so reading it once
+    before the node stops is exact and costs nothing while it runs; elsewhere
+    the current resident size stands in for the peak.
+    """
+    if not pid:
+        return None
+    peak = None
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    peak = int(line.split()[1]) * 1024
+                    break
+    except (OSError, ValueError):
+        pass
+    measured = usage(pid)
+    if measured is None:
+        return None
+    rss, cpu = measured
+    return {"peak_rss_bytes": peak or rss, "cpu_s": round(cpu, 4)}

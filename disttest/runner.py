@@ -22,6 +22,7 @@ from disttest.loader import SkippedTest, select
 from disttest.planner import is_cluster_class, iter_tests, plan as make_plan
 from disttest.report import json_report
 from disttest.report.colors import Painter, color_enabled
+from disttest.report.failures import FailureLogs
 from disttest.report.console import ConsoleProgress, closing_line, render_summary
 from disttest.report.stats import RunStats
 from disttest.requirements import Requirement
@@ -126,9 +127,15 @@ class DistributedTestRunner(unittest.TextTestRunner):
                                    size_override=options.cluster_size, fallback=options.fallback,
                                    simulate=options.simulate,
                                    keep=options.keep_cluster or config.keep_clusters_ttl > 0)
+        debug = options.cluster_debug or config.verbose_cluster_logs
+        live = bool(getattr(self.stream, "isatty", lambda: False)()) and not config.ci and not debug
         progress = ConsoleProgress(self.stream, paint, self._mid_line, self.verbosity,
-                                   debug=options.cluster_debug or config.verbose_cluster_logs)
+                                   debug=debug, live=live)
         events.subscribe(progress.on_event)
+        failure_logs = FailureLogs(self.stream, lambda: self.last_result,
+                                   config.ci_provider == "GitHub Actions", self._mid_line)
+        if config.ci:  # a CI log is all there is afterwards: keep the nodes' side of failures
+            events.subscribe(failure_logs.on_event)
         if config.ci and self.verbosity and (has_cluster_tests or options.force_cluster):
             self.stream.writeln(f"disttest: CI detected ({config.ci_provider}): "
                                 f"fallback {config.effective_fallback}, timeouts "
@@ -145,6 +152,7 @@ class DistributedTestRunner(unittest.TextTestRunner):
                 stats.finished = stats.started + stats.duration_s
                 result = result or self.last_result
                 self._report(result, stats, paint, plan, config)
+                failure_logs.annotations()
         return result
 
     def requirement_for(self, cls: type, methods: list[str]) -> Requirement | None:

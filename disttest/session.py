@@ -51,6 +51,8 @@ class Session:
 
     def release(self, cls: type, cluster) -> None:
         """Give ``cls``'s cluster back; stop it when no planned class needs it again."""
+        self.events.emit("class_finished", cls=f"{cls.__module__}.{cls.__qualname__}",
+                         cluster=cluster.id, nodes=list(cluster.nodes))
         self.pool.release(cluster)
         requirement = self.planned.get(cls)
         if requirement is None:

@@ -107,6 +107,8 @@ class Node:
         self.restarts = 0
         self.crashes = 0
         self.settings: dict = {}
+        self.metrics: list[dict] = []  # one per process this node had (restarts add more)
+        self.debug = False  # emit an "rpc" event per call (--cluster-debug)
         self._free: list[socket.socket] = []
         self._lock = threading.Lock()
 
@@ -206,10 +208,10 @@ class Node:
         except BaseException:
             conn.close()
             raise
-        return conn, timeout
+        return conn, timeout, time.perf_counter()
 
     def _receive(self, sent: tuple, what: str) -> Any:
-        conn, timeout = sent
+        conn, timeout, started = sent
         try:
             status, value = serialize.loads(protocol.recv_frame(conn))
         except socket.timeout:
@@ -223,6 +225,9 @@ class Node:
             raise
         with self._lock:
             self._free.append(conn)
+        if self.debug and self.events:
+            self.events.emit("rpc", node=self.name, call=what, ok=status == protocol.OK,
+                             ms=round((time.perf_counter() - started) * 1000, 3))
         if status == protocol.OK:
             return value
         raise _remote_error(self.name, value)
@@ -289,9 +294,18 @@ class Node:
         """SIGTERM the node process and wait up to ``timeout`` for it to end."""
         self._signal_and_reap(signal.SIGTERM, timeout)
 
+    def record_metrics(self) -> None:
+        """Note the current process's peak memory and CPU time before it ends."""
+        from disttest.resources import node_metrics
+
+        metrics = node_metrics(self.pid) if self.alive else None
+        if metrics:
+            self.metrics.append(dict(metrics, pid=self.pid))
+
     def _signal_and_reap(self, signum: int, timeout: float = 5.0) -> None:
         if self.process is None:
             return
+        self.record_metrics()
         self.process.signal(signal.SIGCONT)
         self.process.signal(signum)
         self.paused = False

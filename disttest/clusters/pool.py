@@ -29,6 +29,7 @@ from disttest import resources
 from disttest.clusters.cluster import Cluster
 from disttest.clusters import kept
 from disttest.clusters.launcher import LocalLauncher
+from disttest.clusters.logtail import LogTailer
 from disttest.clusters.node import Node
 from disttest.clusters.ports import PortAllocator
 from disttest.clusters.registry import Registry
@@ -95,6 +96,7 @@ class ClusterPool:
         self._kept_pids: set[int] = set()
         self._kept_dirs: set[Path] = set()
         self.events.subscribe(self._track)
+        self.log_tailer = LogTailer(self) if config.verbose_cluster_logs else None
         self._lock = threading.RLock()
         self._count = 0
         self._closed = False
@@ -192,6 +194,8 @@ class ClusterPool:
 
     def shutdown(self) -> None:
         """Stop every cluster this pool started."""
+        if self.log_tailer is not None:
+            self.log_tailer.stop()
         with self._lock:
             self._closed = True
             self._stop_entries(list(self.entries))
@@ -327,6 +331,7 @@ class ClusterPool:
         self.stats["startup_s"] += entry.startup_s
         self.events.emit("cluster_started", cluster=cluster_id, size=requirement.size,
                          seconds=entry.startup_s, simulated=entry.simulated,
+                         timings=dict(entry.timings),
                          pids=[n.pid for n in entry.nodes])
         return entry
 
@@ -359,10 +364,11 @@ class ClusterPool:
             index = first + i
             node_ports = dict(zip(names, ports[i * len(names):(i + 1) * len(names)]))
             boot = dict(base, name=f"node-{index}", index=index, ports=node_ports)
-            nodes.append(Node(boot=boot, launcher=launcher,
-                              log_path=entry.tmpdir / f"node-{index}.log",
-                              call_timeout=self.config.call_timeout,
-                              startup_timeout=self.config.startup_timeout, events=self.events))
+            node = Node(boot=boot, launcher=launcher, log_path=entry.tmpdir / f"node-{index}.log",
+                        call_timeout=self.config.call_timeout,
+                        startup_timeout=self.config.startup_timeout, events=self.events)
+            node.debug = self.config.verbose_cluster_logs
+            nodes.append(node)
         peers = _peer_map(entry.nodes + nodes)
         for node in nodes:
             node.boot["peers"] = peers[node.name]
@@ -405,6 +411,9 @@ class ClusterPool:
             self.events.emit("cluster_stopping", cluster=entry.id)
         children = {entry.id: [pid for n in entry.nodes if n.alive and n.pid
                                for pid in resources.process_tree(n.pid)] for entry in entries}
+        for entry in entries:
+            for node in entry.nodes:
+                node.record_metrics()
         for entry in entries:  # ask every node at once, then wait for each
             if getattr(entry, "adopted", False):
                 self._parallel(_shutdown_kept, entry.nodes)
@@ -431,6 +440,7 @@ class ClusterPool:
             if entry in self.entries:
                 self.entries.remove(entry)
             self.events.emit("cluster_stopped", cluster=entry.id, logs=saved,
+                             nodes=[_node_summary(n) for n in entry.nodes],
                              seconds=time.perf_counter() - started,
                              uptime=time.time() - entry.created)
 
@@ -468,6 +478,14 @@ class ClusterPool:
         if errors:
             raise errors[0]
         return results
+
+
+def _node_summary(node: Node) -> dict:
+    """A stopped node for the reports: its pids, peak memory and CPU time."""
+    return {"name": node.name, "pids": [m["pid"] for m in node.metrics] or [node.pid],
+            "restarts": node.restarts,
+            "peak_rss_bytes": max((m["peak_rss_bytes"] for m in node.metrics), default=None),
+            "cpu_s": round(sum(m["cpu_s"] for m in node.metrics), 4) if node.metrics else None}
 
 
 def _shutdown_kept(node: Node) -> None:

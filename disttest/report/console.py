@@ -10,6 +10,10 @@ from disttest.report.colors import Painter
 from disttest.report.stats import RunStats
 
 
+# Node log prefixes cycle through these roles' colours.
+_NODE_ROLES = ("cluster", "pass", "warn", "skip", "title")
+
+
 class ConsoleProgress:
     """Writes one line per cluster operation to the runner's stream.
 
@@ -19,8 +23,12 @@ class ConsoleProgress:
     """
 
     def __init__(self, stream, paint: Painter, mid_line: Callable[[], bool],
-                 verbosity: int = 1, debug: bool = False) -> None:
+                 verbosity: int = 1, debug: bool = False, live: bool = False) -> None:
         self.stream = stream
+        # live: a terminal outside CI, where "starting..." is replaced in place
+        # by its outcome; elsewhere every line stays (CI logs, pipes).
+        self.live = live
+        self._transient = False
         self.paint = paint
         self.mid_line = mid_line
         self.verbosity = verbosity
@@ -28,11 +36,18 @@ class ConsoleProgress:
         self.started = time.monotonic()
         self._seen_diagnoses: set = set()
 
-    def _write(self, text: str, role: str = "cluster") -> None:
-        prefix = "\n" if self.mid_line() else ""
+    def _write(self, text: str, role: str = "cluster", transient: bool = False) -> None:
+        if self._transient:
+            prefix = "\r\x1b[K"  # replace the transient line
+            self._transient = False
+        else:
+            prefix = "\n" if self.mid_line() else ""
         elapsed = f"[{time.monotonic() - self.started:6.2f}s]"
+        end = "\n"
+        if transient and self.live:
+            end, self._transient = "", True
         self.stream.write(f"{prefix}{self.paint('dim', elapsed)} "
-                          f"{self.paint(role, 'disttest:')} {text}\n")
+                          f"{self.paint(role, 'disttest:')} {text}{end}")
         self.stream.flush()
 
     def on_event(self, e: Event) -> None:
@@ -40,7 +55,7 @@ class ConsoleProgress:
             return
         kind = e.kind
         if kind == "cluster_starting":
-            self._write(f"starting cluster {e.cluster} ({e.requirement})")
+            self._write(f"starting cluster {e.cluster} ({e.requirement})...", transient=True)
         elif kind == "cluster_started":
             what = "simulated " if e.simulated else ""
             self._write(f"{what}cluster {e.cluster} ready: {e.size} node(s) in {e.seconds:.2f}s")
@@ -49,7 +64,8 @@ class ConsoleProgress:
             self._write(f"reusing cluster {e.cluster}{source} ({e.size} node(s), "
                         f"reset in {e.seconds:.2f}s)")
         elif kind == "cluster_growing":
-            self._write(f"growing cluster {e.cluster} from {e.size} to {e.to} nodes")
+            self._write(f"growing cluster {e.cluster} from {e.size} to {e.to} nodes...",
+                        transient=True)
         elif kind == "cluster_grown":
             self._write(f"cluster {e.cluster} grown to {e.size} nodes in {e.seconds:.2f}s")
         elif kind == "cluster_stopped" and self.verbosity > 1:
@@ -73,8 +89,14 @@ class ConsoleProgress:
             self._write(f"leak in cluster {e.cluster}: {e.detail}", "fail")
         elif kind == "warning":
             self._write(e.message, "warn")
+        elif self.debug and kind == "node_log":
+            role = _NODE_ROLES[e.index % len(_NODE_ROLES)]
+            self._write(f"{self.paint(role, f'[{e.cluster} {e.node}]')} {e.line}", "dim")
+        elif self.debug and kind == "rpc":
+            self._write(f"rpc {e.node} {e.call} {'ok' if e.ok else 'raised'} in {e.ms:.2f} ms",
+                        "dim")
         elif self.debug and kind in ("cluster_resetting", "cluster_reset", "cluster_stopping",
-                                     "node_restarted", "rpc", "node_log"):
+                                     "node_restarted"):
             self._write(f"{kind.replace('_', ' ')} " + ", ".join(
                 f"{k}={v}" for k, v in e.data.items()), "dim")
 
@@ -92,6 +114,14 @@ def _fmt_s(seconds: float) -> str:
     return f"{seconds:.2f}s"
 
 
+def _fmt_bytes(size: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f}{unit}" if unit == "B" else f"{size:.1f}{unit}"
+        size /= 1024
+    return f"{size}"
+
+
 def render_summary(stats: RunStats, usage: dict[str, dict], paint: Painter,
                    cluster_classes: int) -> str:
     """The cluster usage summary printed after unittest's result lines."""
@@ -106,8 +136,8 @@ def render_summary(stats: RunStats, usage: dict[str, dict], paint: Painter,
     lines.append(f"  time managing clusters: {_fmt_s(stats.management_s)}, "
                  f"running tests: {_fmt_s(tests_s)}")
     if stats.clusters:
-        lines.append(f"  {'cluster':<12} {'nodes':>5} {'start':>7} {'classes':>7} "
-                     f"{'tests':>5} {'fail':>4}  note")
+        lines.append(f"  {'cluster':<10} {'nodes':>5} {'start':>7} {'classes':>7} "
+                     f"{'tests':>5} {'fail':>4} {'memory':>8}  note")
     for cid, c in stats.clusters.items():
         u = usage.get(cid, {"classes": [], "tests": 0, "failures": 0})
         notes = []
@@ -125,8 +155,14 @@ def render_summary(stats: RunStats, usage: dict[str, dict], paint: Painter,
         fail = str(u["failures"])
         if u["failures"]:
             fail = paint("fail", fail)
-        lines.append(f"  {cid:<12} {c.size:>5} {start:>7} {len(u['classes']):>7} "
-                     f"{u['tests']:>5} {fail:>4}  {', '.join(notes)}".rstrip())
+        memory = _fmt_bytes(c.peak_memory) if c.peak_memory else "-"
+        lines.append(f"  {cid:<10} {c.size:>5} {start:>7} {len(u['classes']):>7} "
+                     f"{u['tests']:>5} {fail:>4} {memory:>8}  {', '.join(notes)}".rstrip())
+    started = sorted((c for c in stats.clusters.values() if not c.reused_from_previous_run),
+                     key=lambda c: -c.startup_s)
+    if len(started) > 1:
+        lines.append("  slowest starts: " + ", ".join(
+            f"{c.id} {_fmt_s(c.startup_s)}" for c in started[:3]))
     saved = max(0, cluster_classes - starts)
     if cluster_classes:
         lines.append(f"  reuse saved {saved} cluster start(s): {cluster_classes} cluster "

@@ -22,6 +22,9 @@ def build(result, stats, config=None) -> dict[str, Any]:
             "tests": u["tests"], "failures": u["failures"], "reuses": c.reuses,
             "grows": c.grows, "nodes_replaced": c.nodes_replaced,
             "reused_from_previous_run": c.reused_from_previous_run, "kept": c.kept,
+            "startup": {k: round(v, 6) for k, v in c.timings.items()},
+            "peak_memory_bytes": c.peak_memory,
+            "nodes": c.nodes,
         })
     return {
         "schema": SCHEMA,

@@ -20,6 +20,14 @@ class ClusterStats:
     nodes_replaced: int = 0
     stopped: bool = False
     kept: bool = False
+    timings: dict = field(default_factory=dict)
+    nodes: list = field(default_factory=list)
+
+    @property
+    def peak_memory(self) -> int | None:
+        """Sum of the nodes' peak resident memory."""
+        peaks = [n["peak_rss_bytes"] for n in self.nodes if n.get("peak_rss_bytes")]
+        return sum(peaks) if peaks else None
 
 
 @dataclass
@@ -49,7 +57,8 @@ class RunStats:
             handler(event)
 
     def _on_cluster_started(self, e: Event) -> None:
-        self.clusters[e.cluster] = ClusterStats(e.cluster, e.size, e.simulated, e.seconds)
+        self.clusters[e.cluster] = ClusterStats(e.cluster, e.size, e.simulated, e.seconds,
+                                                timings=dict(e.data.get("timings", {})))
         self.cluster_starts += 1
         self.nodes_started += e.size
         self.management_s += e.seconds
@@ -78,6 +87,7 @@ class RunStats:
             self.saved_logs.append(e.logs)
         if e.cluster in self.clusters:
             self.clusters[e.cluster].stopped = True
+            self.clusters[e.cluster].nodes = list(e.data.get("nodes", []))
 
     def _on_cluster_kept(self, e: Event) -> None:
         if e.cluster in self.clusters:
