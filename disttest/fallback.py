@@ -28,10 +28,14 @@ def policy_for(session, cls: type) -> str:
 
 def base_size(session, cls: type) -> int:
     """The class's own size, before method-level sizes make the cluster larger."""
+    from disttest.session import ci_size_cap
+
     config = session.config
-    return requirement_of(cls, size=session.size_override,
+    cap = ci_size_cap(config)
+    size = requirement_of(cls, size=session.size_override,
                           default_size=config.default_cluster_size,
-                          max_size=config.max_cluster_size).size
+                          max_size=None if cap else config.max_cluster_size).size
+    return min(size, cap) if cap else size
 
 
 def acquire(session, cls: type, requirement):

@@ -109,6 +109,8 @@ class Node:
         self.settings: dict = {}
         self.metrics: list[dict] = []  # one per process this node had (restarts add more)
         self.debug = False  # emit an "rpc" event per call (--cluster-debug)
+        self.stopped_on_purpose = False  # kill()/terminate() by the test: not a crash
+        self._reported_pid: int | None = None
         self._free: list[socket.socket] = []
         self._lock = threading.Lock()
 
@@ -273,9 +275,11 @@ class Node:
             status = (f"killed by signal {signal.Signals(-code).name}" if code and code < 0
                       else f"exit status {code}")
             log = _tail(self.log_path, 20)
-            self.crashes += 1
-            if self.events:
-                self.events.emit("node_crashed", node=self.name, pid=self.pid, status=status)
+            if not self.stopped_on_purpose and self._reported_pid != self.pid:
+                self._reported_pid = self.pid  # one report per dead process
+                self.crashes += 1
+                if self.events:
+                    self.events.emit("node_crashed", node=self.name, pid=self.pid, status=status)
             return NodeCrashedError(
                 f"node {self.name} is not running ({status}) during {what}",
                 "the node process died" + (f"; its log ends with:\n{log}" if log else ""),
@@ -305,6 +309,7 @@ class Node:
     def _signal_and_reap(self, signum: int, timeout: float = 5.0) -> None:
         if self.process is None:
             return
+        self.stopped_on_purpose = True
         self.record_metrics()
         self.process.signal(signal.SIGCONT)
         self.process.signal(signum)
@@ -339,6 +344,7 @@ class Node:
             log.write(f"--- disttest: node {self.name} restarted ---\n".encode())
         (self.process,) = self.launcher.start([self.boot], [self.log_path], self.startup_timeout)
         self.paused = False
+        self.stopped_on_purpose = False
         self.restarts += 1
         if self.settings:
             self._request(("configure", self.settings))

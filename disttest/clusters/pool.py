@@ -251,6 +251,7 @@ class ClusterPool:
             else:
                 problems = ["the node was not running"]
             if problems:
+                problems = [_with_holder(p, node) for p in problems]
                 node.restart()
                 self.stats["nodes_replaced"] += 1
                 self.events.emit("node_replaced", cluster=entry.id, node=node.name,
@@ -478,6 +479,17 @@ class ClusterPool:
         if errors:
             raise errors[0]
         return results
+
+
+def _with_holder(problem: str, node: Node) -> str:
+    """Name the process behind a 'port ... still in use' reset problem."""
+    if "still in use" not in problem:
+        return problem
+    for name, port in node.ports.items():
+        if f":{port})" in problem:
+            holder = resources.holder_of(node.host, port)
+            return f"{problem}: {holder}" if holder else problem
+    return problem
 
 
 def _node_summary(node: Node) -> dict:
