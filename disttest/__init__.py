@@ -17,6 +17,7 @@ _EXPORTS = {
     "fresh_cluster": "disttest.case",
     "distributed": "disttest.case",
     "requires_real_cluster": "disttest.case",
+    "wait_until": "disttest.case",
     "Cluster": "disttest.clusters.cluster",
     "Node": "disttest.clusters.node",
     "ClusterPool": "disttest.clusters.pool",

@@ -97,32 +97,14 @@ class DistributedTestCase(unittest.TestCase):
 
     def wait_until(self, predicate: Callable[[], Any], timeout: float = 10.0,
                    interval: float = 0.05, message: str | None = None) -> Any:
-        """Poll ``predicate`` until it returns a true value; fail after ``timeout``.
+        """Poll ``predicate`` until it returns a true value; fail the test after ``timeout``.
 
-        Exceptions raised by the predicate count as "not yet" and the last one
-        is shown if time runs out. In CI the timeout is multiplied by
-        ``timeout_multiplier``. Returns the predicate's true value.
+        See :func:`disttest.wait_until`, which this is (usable in class hooks too).
         """
-        config = _session.current().config
-        if getattr(config, "ci", False):
-            timeout *= getattr(config, "timeout_multiplier", 1.0)
-        deadline = time.monotonic() + timeout
-        last_value, last_error = None, None
-        while True:
-            try:
-                last_value = predicate()
-                if last_value:
-                    return last_value
-                last_error = None
-            except Exception as exc:  # "not yet"; reported if time runs out
-                last_error = exc
-            if time.monotonic() >= deadline:
-                name = getattr(predicate, "__qualname__", repr(predicate))
-                detail = (f"last error: {type(last_error).__name__}: {last_error}"
-                          if last_error else f"last value: {last_value!r}")
-                self.fail(f"{message or name + ' never became true'} within {timeout:g}s "
-                          f"({detail})")
-            time.sleep(interval)
+        try:
+            return wait_until(predicate, timeout, interval, message)
+        except AssertionError as error:
+            self.fail(str(error))
 
     def assertClusterHealthy(self, msg: str | None = None) -> None:
         """Fail unless every node of the class's cluster is alive and answering."""
@@ -179,6 +161,36 @@ def _release_cluster(cls: type) -> None:
         return
     cls.cluster = cls._disttest_lent = None
     _session.current().release(cls, cluster)
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.05,
+               message: str | None = None) -> Any:
+    """Poll ``predicate`` until it returns a true value, and return that value.
+
+    Exceptions raised by the predicate count as "not yet"; the last one (or the
+    last value) is in the AssertionError raised when ``timeout`` runs out. In
+    CI the timeout is multiplied by ``timeout_multiplier``.
+    """
+    active = _session.peek()  # never makes a session: this may run on a node
+    if active is not None and getattr(active.config, "ci", False):
+        timeout *= getattr(active.config, "timeout_multiplier", 1.0)
+    deadline = time.monotonic() + timeout
+    last_value, last_error = None, None
+    while True:
+        try:
+            last_value = predicate()
+            if last_value:
+                return last_value
+            last_error = None
+        except Exception as exc:  # "not yet"; reported if time runs out
+            last_error = exc
+        if time.monotonic() >= deadline:
+            name = getattr(predicate, "__qualname__", repr(predicate))
+            detail = (f"last error: {type(last_error).__name__}: {last_error}"
+                      if last_error else f"last value: {last_value!r}")
+            raise AssertionError(f"{message or name + ' never became true'} within "
+                                 f"{timeout:g}s ({detail})")
+        time.sleep(interval)
 
 
 # -- decorators -------------------------------------------------------------------

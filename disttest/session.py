@@ -128,12 +128,29 @@ def current() -> Session:
     global _current
     with _lock:
         if _current is None:
+            from disttest import this_node
             from disttest.config import load_config
+
+            if this_node.inside_node():
+                raise _started_on_node()
 
             _current = Session(load_config())
             atexit.register(_current.shutdown)
             _stop_on_sigterm(_current)
         return _current
+
+
+def _started_on_node():
+    from disttest.errors import DisttestError
+
+    return DisttestError(
+        "a cluster was asked for from inside a node",
+        "nodes cannot start clusters; this usually means a script that starts a cluster "
+        "at its top level was loaded on the node to find a function it sent (the script's "
+        "functions live in its __main__ module, which the node imports)",
+        ["put the code that starts clusters under: if __name__ == '__main__':",
+         "or move the functions sent to nodes into a module of their own"],
+        kind="cluster-on-node")
 
 
 def peek() -> Session | None:

@@ -28,15 +28,16 @@ Things that don't work, and what is done instead:
   directions is cut any more (``heal()``, or a new partition that no longer
   separates its nodes); clients reconnect, as they would after a real network
   timed the connection out.
-* Sleeping in ``epoll_wait`` between the two halves of a request/response
-  costs a thread wake-up per hop, about a third of a proxied round trip.
-  Solution: after activity, poll without sleeping for ``spin`` seconds (30 µs)
-  first; the answer usually arrives within it.
+* Every proxied hop costs a thread wake-up and three system calls
+  (``epoll_wait``, ``recv``, ``send``); on loopback that is most of a round
+  trip, in C as in Python. Polling without sleeping for a while after
+  activity (``spin``) saves the wake-up on an idle machine, but on a busy one
+  it takes the CPU the nodes need and makes round trips slower (measured in
+  docs/performance.md), so it is off unless asked for.
 """
 from __future__ import annotations
 
 import errno
-import os
 import random
 import select
 import selectors
@@ -55,7 +56,6 @@ __all__ = ["ProxyNetwork", "NetworkFaultError", "MODES"]
 MODES = ("drop", "reject")
 CHUNK = 256 * 1024          # bytes read per recv_into
 HIGH_WATER = 1024 * 1024    # stop reading a side whose way out holds more than this
-SPIN = 30e-6                # poll this long after activity before sleeping
 _LINGER_RST = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends a reset
 
 if hasattr(select, "epoll"):
@@ -75,14 +75,15 @@ class ProxyNetwork:
     """All proxies of one cluster, and the faults currently applied.
 
     Fault methods may be called from any thread; each returns once its change
-    is in force. ``spin``: seconds the loop polls without sleeping after
-    activity (default 30 µs, 0 on a single CPU); 0 always sleeps.
+    is in force. ``events``: an event bus; the only event emitted is a
+    "warning" if the proxy thread stops on an error. ``spin``: seconds the loop
+    keeps polling without sleeping after activity (0: always sleep).
     """
 
-    def __init__(self, host: str = "127.0.0.1", events=None, spin: float | None = None) -> None:
+    def __init__(self, host: str = "127.0.0.1", events=None, spin: float = 0.0) -> None:
         self.host = host
         self.events = events
-        self.spin = _default_spin() if spin is None else float(spin)
+        self.spin = float(spin)
         self._lock = threading.Lock()  # held through every change: they apply one at a time
         self._nodes: set[str] = set()
         self._addresses: dict[tuple[str, str, str], tuple[str, int]] = {}
@@ -299,7 +300,7 @@ class _Conn:
     """
 
     __slots__ = ("links", "socks", "fds", "connecting", "out", "queue", "queued",
-                 "last_release", "eof", "shut", "frozen", "was_cut", "masks")
+                 "last_release", "eof", "shut", "frozen", "was_cut", "masks", "direct")
 
     def __init__(self, route: _Route, client: socket.socket, server: socket.socket) -> None:
         self.links = ((route.observer, route.peer), (route.peer, route.observer))
@@ -315,6 +316,9 @@ class _Conn:
         self.frozen = [False, False]  # direction d is cut in "drop" mode
         self.was_cut = False
         self.masks = [0, 0]
+        # direct[d]: nothing buffered, queued, delayed or cut in direction d, so a
+        # chunk read can be sent on at once (kept up to date by _Loop.update)
+        self.direct = [False, False]
 
 
 class _Loop:
@@ -388,7 +392,11 @@ class _Loop:
                 for fd, events in ready:
                     handler = handlers.get(fd)
                     if handler.__class__ is tuple:
-                        self.on_ready(handler[0], handler[1], events)
+                        conn, side = handler
+                        if events == READ and conn.direct[side]:
+                            self.pass_on(conn, side)
+                        else:
+                            self.on_ready(conn, side, events)
                     elif handler.__class__ is _Route:
                         self.on_accept(handler)
                     elif handler == "wake":
@@ -530,37 +538,37 @@ class _Loop:
                 continue
             self.update(conn)
 
+    def pass_on(self, conn: _Conn, side: int) -> None:
+        """The common case, kept short: a chunk that can go straight through."""
+        try:
+            n = conn.socks[side].recv_into(self.buf)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            self.close(conn, rst=True)
+            return
+        if n:
+            try:
+                sent = conn.socks[1 - side].send(self.view[:n])
+            except (BlockingIOError, InterruptedError):
+                sent = 0
+            except OSError:
+                self.close(conn, rst=True)
+                return
+            if sent == n:
+                return
+            conn.out[side].extend(self.view[sent:n])
+        else:
+            conn.eof[side] = True
+            if not self.flush(conn, side):
+                return
+        self.update(conn)
+
     def on_ready(self, conn: _Conn, side: int, events: int) -> None:
         if events & _TROUBLE:
             events |= READ | WRITE
         mask = events & conn.masks[side]  # act only on what the socket is registered for
         if not mask:  # closed earlier in this batch of events
-            return
-        if mask == READ and not conn.out[side] and not conn.queue[side] and not (
-                self.delays or conn.connecting):
-            # The common case, kept short: a chunk that goes straight through.
-            try:
-                n = conn.socks[side].recv_into(self.buf)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError:
-                self.close(conn, rst=True)
-                return
-            if n:
-                try:
-                    sent = conn.socks[1 - side].send(self.view[:n])
-                except (BlockingIOError, InterruptedError):
-                    sent = 0
-                except OSError:
-                    self.close(conn, rst=True)
-                    return
-                if sent < n:
-                    conn.out[side].extend(self.view[sent:n])
-                    self.update(conn)
-                return
-            conn.eof[side] = True
-            if self.flush(conn, side):
-                self.update(conn)
             return
         if mask & WRITE:
             if side == 1 and conn.connecting:
@@ -676,6 +684,9 @@ class _Loop:
                 if conn.out[other] and not conn.frozen[other] and not (
                         other == 0 and conn.connecting):
                     mask |= WRITE
+            conn.direct[side] = bool(
+                mask & READ and not conn.out[side] and not conn.queue[side]
+                and not (side == 0 and conn.connecting) and conn.links[side] not in self.delays)
             old = conn.masks[side]
             if mask != old:
                 fd = conn.fds[side]
@@ -692,6 +703,7 @@ class _Loop:
     def close(self, conn: _Conn, rst: bool = False) -> None:
         self.conns.discard(conn)
         self.timed.discard(conn)
+        conn.direct = [False, False]
         for side in (0, 1):
             if conn.masks[side]:
                 self.poller.unregister(conn.fds[side])
@@ -742,16 +754,6 @@ def _family(host: str) -> int:
 def _name(node: Any) -> str:
     """A node name, from a name or anything with a ``name`` (a Node)."""
     return node if isinstance(node, str) else str(getattr(node, "name", node))
-
-
-def _default_spin() -> float:
-    """SPIN when this process may use two CPUs or more; 0 on one, where spinning
-    would only keep the node that must answer from running."""
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        cpus = os.cpu_count() or 1
-    return SPIN if cpus >= 2 else 0.0
 
 
 def _check_mode(mode: Any, what: str) -> None:
