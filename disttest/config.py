@@ -64,6 +64,7 @@ class Config:
     verbose_cluster_logs: bool = False
     save_cluster_logs: Optional[str] = None
     state_dir: Optional[str] = None
+    durations_file: Optional[str] = None
     ci: bool = False
     ci_provider: Optional[str] = None
     project_root: Optional[str] = None
@@ -177,6 +178,8 @@ _SPECS: Dict[str, Tuple[Callable[[Any], Any], str, str]] = {
     "verbose_cluster_logs": (_bool, _BOOL, "Print every cluster operation and node log line."),
     "save_cluster_logs": (_OPTIONAL_PATH, _PATH, "Copy every node's log into this directory."),
     "state_dir": (_OPTIONAL_PATH, _PATH, "Where kept clusters are recorded."),
+    "durations_file": (_OPTIONAL_PATH, _PATH,
+                       "Class durations for balancing shards (default: in state_dir)."),
 }
 KEYS: Tuple[str, ...] = tuple(_SPECS)
 DOCS: Dict[str, str] = {key: spec[2] for key, spec in _SPECS.items()}

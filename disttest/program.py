@@ -29,6 +29,15 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _shard(text: str) -> tuple[int, int]:
+    from disttest.sharding import parse_shard
+
+    try:
+        return parse_shard(text)
+    except ConfigError as error:
+        raise argparse.ArgumentTypeError(error.diagnosis.problem) from None
+
+
 class DistributedTestProgram(unittest.TestProgram):
     """A command-line program that runs tests, planning their clusters."""
 
@@ -37,7 +46,7 @@ class DistributedTestProgram(unittest.TestProgram):
     only = exclude = None
     no_distributed = force_cluster = plan = cluster_debug = simulate = False
     keep_cluster = strict_cleanup = False
-    save_cluster_logs = None
+    save_cluster_logs = shard = durations_file = None
     cluster_size = fallback = json_report = ci = None
     no_reuse = False
 
@@ -83,6 +92,10 @@ class DistributedTestProgram(unittest.TestProgram):
                                 "temporary directory behind")
         group.add_argument("--save-cluster-logs", metavar="DIR",
                            help="keep every node's log under DIR/<run>/<cluster>/")
+        group.add_argument("--shard", type=_shard, metavar="K/N",
+                           help="run the K-th of N shards (a cluster's classes stay together)")
+        group.add_argument("--durations-file", metavar="PATH",
+                           help="class durations used to balance shards (read and updated)")
         group.add_argument("--plan", action="store_true",
                            help="print the groups and clusters that would start; run nothing")
         group.add_argument("--json-report", metavar="PATH",
@@ -103,6 +116,8 @@ class DistributedTestProgram(unittest.TestProgram):
             settings["verbose_cluster_logs"] = True
         if self.save_cluster_logs:
             settings["save_cluster_logs"] = self.save_cluster_logs
+        if self.durations_file:
+            settings["durations_file"] = self.durations_file
         return settings
 
     # -- loading ------------------------------------------------------------------------
@@ -141,7 +156,7 @@ class DistributedTestProgram(unittest.TestProgram):
                              fallback=self.fallback, json_report=self.json_report,
                              cluster_debug=self.cluster_debug, simulate=self.simulate,
                              keep_cluster=self.keep_cluster,
-                             strict_cleanup=self.strict_cleanup)
+                             strict_cleanup=self.strict_cleanup, shard=self.shard)
         if isinstance(runner_class, type) and issubclass(runner_class, DistributedTestRunner):
             # Made here, with the arguments unittest would pass, plus disttest's.
             kwargs = dict(verbosity=self.verbosity, failfast=self.failfast, buffer=self.buffer,
@@ -173,7 +188,14 @@ class DistributedTestProgram(unittest.TestProgram):
             except DisttestError:
                 return None
 
-        print(format_plan(plan(tests, requirement_for, reuse=self.config.reuse_clusters)))
+        planned = plan(tests, requirement_for, reuse=self.config.reuse_clusters)
+        if self.shard:
+            from disttest import sharding
+
+            planned = sharding.shard(planned, *self.shard, sharding.load_durations(
+                sharding.durations_path(self.config)))
+            print(f"shard {self.shard[0]}/{self.shard[1]}:")
+        print(format_plan(planned))
         if self.exit:
             sys.exit(0)
 

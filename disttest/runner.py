@@ -16,6 +16,7 @@ import unittest
 from dataclasses import dataclass, field
 
 from disttest import session as _session
+from disttest import sharding
 from disttest.errors import ConfigError, DisttestError
 from disttest.events import EventBus
 from disttest.loader import SkippedTest, select
@@ -46,6 +47,7 @@ class RunOptions:
     simulate: bool = False
     keep_cluster: bool = False
     strict_cleanup: bool = False
+    shard: tuple[int, int] | None = None
 
 
 class RunnerTerminated(KeyboardInterrupt):
@@ -118,6 +120,9 @@ class DistributedTestRunner(unittest.TextTestRunner):
                         for t in selected]
             filtered = True
         plan = make_plan(selected, self.requirement_for, reuse=config.reuse_clusters)
+        if options.shard:
+            plan = sharding.shard(plan, *options.shard,
+                                  sharding.load_durations(sharding.durations_path(config)))
         if not plan.reordered and not filtered:
             suite = test  # nothing to plan: run exactly what unittest would
         else:
@@ -185,6 +190,11 @@ class DistributedTestRunner(unittest.TextTestRunner):
         path = self.options.json_report or config.json_report
         if path:
             json_report.write(path, json_report.build(result, stats, config))
+        if result.records:
+            try:
+                sharding.save_durations(sharding.durations_path(config), result, stats)
+            except (OSError, DisttestError) as error:  # history is a help, never a failure
+                self.stream.writeln(f"disttest: could not record durations: {error}")
 
 
 def _skip_reason(options: RunOptions, config) -> str | None:

@@ -1,0 +1,117 @@
+"""Sharding a plan across CI jobs: ``--shard K/N``.
+
+The unit of assignment is a *chain*: every plan group served by one planned
+cluster, so a shard never starts a cluster that another shard also starts for
+the same classes; plain units (a class, or a module with fixtures) are
+assigned one by one. Weights come from the durations recorded by earlier
+runs (class run times plus cluster start-up), or from test counts when there
+is no history for every item. Assignment is greedy, heaviest first, ties
+broken by name, so the same selection and history always give the same
+shards, and the union of the N shards is exactly the selection.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+from disttest.errors import ConfigError
+from disttest.planner import Plan
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """ "2/4" -> (2, 4); the error says what is allowed."""
+    try:
+        k_text, n_text = text.split("/")
+        k, n = int(k_text), int(n_text)
+    except ValueError:
+        raise ConfigError.bad_value("command line --shard", "shard", text,
+                                    'K/N with whole numbers, e.g. "2/4"') from None
+    if n < 1 or not 1 <= k <= n:
+        raise ConfigError.bad_value("command line --shard", "shard", text,
+                                    "K/N with 1 <= K <= N")
+    return k, n
+
+
+def durations_path(config) -> Path:
+    if config.durations_file:
+        return Path(config.durations_file)
+    project = str(config.project_root or os.getcwd())
+    digest = hashlib.sha256(project.encode()).hexdigest()[:16]
+    return config.state_path() / "durations" / f"{digest}.json"
+
+
+def load_durations(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text())
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def save_durations(path: Path, result, stats) -> None:
+    """Merge this run's class durations and cluster start-ups into ``path``."""
+    data = load_durations(path)
+    classes = data.setdefault("classes", {})
+    run: dict[str, float] = {}
+    for record in result.records:
+        run[record.classname] = run.get(record.classname, 0.0) + record.duration_s
+    classes.update({name: round(seconds, 4) for name, seconds in run.items()})
+    startups = data.setdefault("cluster_startup_s", {})
+    for cluster in stats.clusters.values():
+        if not cluster.reused_from_previous_run:
+            startups[str(cluster.size)] = round(cluster.startup_s, 4)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
+    os.replace(tmp, path)
+
+
+def _class_name(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def shard(plan: Plan, k: int, n: int, durations: dict | None = None) -> Plan:
+    """The part of ``plan`` that shard ``k`` of ``n`` runs (1-based)."""
+    if n == 1:
+        return plan
+    durations = durations or {}
+    history = durations.get("classes", {})
+    startups = durations.get("cluster_startup_s", {})
+
+    items = []  # (name, weight in tests, weight in seconds or None, payload)
+    for unit in plan.plain:
+        name = unit.label or str(unit.tests[0])
+        seconds = sum(history[_class_name(c)] for c in unit.classes
+                      if _class_name(c) in history) if unit.classes else None
+        known = unit.classes and all(_class_name(c) in history for c in unit.classes)
+        items.append((name, len(unit.tests), seconds if known else None, ("plain", unit)))
+    chains: dict[int, list] = {}
+    for group in plan.groups:
+        chains.setdefault(group.cluster, []).append(group)
+    for number, groups in chains.items():
+        classes = [c for g in groups for c in g.classes]
+        known = all(_class_name(c) in history for c in classes)
+        seconds = sum(history.get(_class_name(c), 0.0) for c in classes) + float(
+            startups.get(str(max(g.requirement.size for g in groups)), 0.0))
+        name = "/".join(_class_name(c) for c in classes)
+        items.append((name, sum(len(g.tests) for g in groups) + 1,
+                      seconds if known else None, ("chain", groups)))
+
+    use_seconds = bool(items) and all(seconds is not None for _, _, seconds, _ in items)
+    weight = (lambda item: item[2]) if use_seconds else (lambda item: float(item[1]))
+    loads = [0.0] * n
+    mine_plain, mine_groups = set(), set()
+    for item in sorted(items, key=lambda it: (-weight(it), it[0])):
+        target = min(range(n), key=lambda i: (loads[i], i))
+        loads[target] += weight(item)
+        if target == k - 1:
+            kind, payload = item[3]
+            if kind == "plain":
+                mine_plain.add(id(payload))
+            else:
+                mine_groups.update(id(g) for g in payload)
+    return Plan([u for u in plan.plain if id(u) in mine_plain],
+                [g for g in plan.groups if id(g) in mine_groups],
+                plan.requirements, reordered=True)
