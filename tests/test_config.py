@@ -58,6 +58,7 @@ class KeysTest(unittest.TestCase):
             "fallback": None, "startup_retries": 2, "retry_backoff": 0.5,
             "keep_clusters_ttl": 0.0, "timeout_multiplier": 2.0, "junit_xml": None,
             "json_report": None, "verbose_cluster_logs": False, "save_cluster_logs": None,
+            "durations_file": None,
             "state_dir": None})
 
     def test_config_is_frozen_and_hashable(self):
