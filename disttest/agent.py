@@ -102,6 +102,7 @@ class Agent:
         self.busy = 0
         self.detached = False
         self.lock_paths: list = []
+        self.log_path: str | None = None  # removed when a kept node ends itself
         self.spawned: dict[int, dict] = {}
         self.spawn_ids = iter(range(1, 1 << 62))
         self.lock = threading.Lock()
@@ -256,7 +257,7 @@ class Agent:
                 "spawned_running": sum(1 for r in self.spawned.values() if not r["done"]),
                 "rss_bytes": _rss_bytes()}
 
-    def op_detach(self, ttl, lock_paths, record_path):
+    def op_detach(self, ttl, lock_paths, record_path, log_path=None):
         """Outlive the controller: take over the port locks, end after ``ttl`` idle seconds."""
         global _detached
         self.ttl = ttl
@@ -266,6 +267,7 @@ class Agent:
         _detached = self.detached = True
         self.lock_paths = list(lock_paths)
         self.record_path = record_path
+        self.log_path = log_path
         threading.Thread(target=_take_locks, args=(self.lock_paths,), name="disttest-locks",
                          daemon=True).start()
         threading.Thread(target=self._idle_watch, name="disttest-ttl", daemon=True).start()
@@ -281,7 +283,19 @@ class Agent:
             if self.busy == 0 and time.monotonic() - self.last_used > self.ttl:
                 _log(f"idle for {self.ttl:g}s: ending (keep_clusters_ttl)")
                 self._forget_kept(self.record_path)
+                self._remove_log()
                 _exit(0)
+
+    def _remove_log(self) -> None:
+        # Nobody is left to stop this cluster and remove its temporary directory:
+        # each node removes its own log, and the last one the emptied directory.
+        if not self.log_path:
+            return
+        try:
+            os.unlink(self.log_path)
+            os.rmdir(os.path.dirname(self.log_path))
+        except OSError:  # a peer's log is still there: that peer removes the directory
+            pass
 
     def _forget_kept(self, *extra) -> None:
         # We hold these locks, so removing their files is safe (see clusters/ports.py).

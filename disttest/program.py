@@ -47,7 +47,7 @@ class DistributedTestProgram(unittest.TestProgram):
     no_distributed = force_cluster = plan = cluster_debug = simulate = False
     keep_cluster = strict_cleanup = False
     save_cluster_logs = shard = durations_file = None
-    cluster_size = fallback = json_report = ci = None
+    cluster_size = fallback = json_report = junit_xml = ci = None
     no_reuse = False
 
     def __init__(self, module="__main__", defaultTest=None, argv=None, testRunner=None,
@@ -100,6 +100,9 @@ class DistributedTestProgram(unittest.TestProgram):
                            help="print the groups and clusters that would start; run nothing")
         group.add_argument("--json-report", metavar="PATH",
                            help="write a JSON report with cluster data")
+        group.add_argument("--junit-xml", metavar="PATH",
+                           help="write a JUnit XML report (Jenkins, GitLab, GitHub) "
+                                "with cluster data")
         group.add_argument("--cluster-debug", action="store_true",
                            help="show every cluster operation as it happens")
         return parser
@@ -112,6 +115,8 @@ class DistributedTestProgram(unittest.TestProgram):
             settings["fallback"] = self.fallback
         if self.json_report:
             settings["json_report"] = self.json_report
+        if self.junit_xml:
+            settings["junit_xml"] = self.junit_xml
         if self.cluster_debug:
             settings["verbose_cluster_logs"] = True
         if self.save_cluster_logs:
@@ -154,6 +159,7 @@ class DistributedTestProgram(unittest.TestProgram):
                              no_distributed=self.no_distributed,
                              force_cluster=self.force_cluster, cluster_size=self.cluster_size,
                              fallback=self.fallback, json_report=self.json_report,
+                             junit_xml=self.junit_xml,
                              cluster_debug=self.cluster_debug, simulate=self.simulate,
                              keep_cluster=self.keep_cluster,
                              strict_cleanup=self.strict_cleanup, shard=self.shard)

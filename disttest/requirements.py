@@ -16,7 +16,7 @@ from typing import Any, Iterable, Mapping
 
 from disttest.errors import ConfigError
 
-NETWORK_MODES = ("direct", "proxy")
+NETWORK_MODES = ("direct", "proxy", "netns")
 DEFAULT_PORTS = ("app",)
 
 

@@ -21,7 +21,7 @@ from disttest.errors import ConfigError, DisttestError
 from disttest.events import EventBus
 from disttest.loader import SkippedTest, select
 from disttest.planner import is_cluster_class, iter_tests, plan as make_plan
-from disttest.report import json_report
+from disttest.report import json_report, junit
 from disttest.report.colors import Painter, color_enabled
 from disttest.report.failures import FailureLogs
 from disttest.report.console import ConsoleProgress, closing_line, render_summary
@@ -43,6 +43,7 @@ class RunOptions:
     cluster_size: int | None = None
     fallback: str | None = None
     json_report: str | None = None
+    junit_xml: str | None = None
     cluster_debug: bool = False
     simulate: bool = False
     keep_cluster: bool = False
@@ -190,6 +191,9 @@ class DistributedTestRunner(unittest.TextTestRunner):
         path = self.options.json_report or config.json_report
         if path:
             json_report.write(path, json_report.build(result, stats, config))
+        path = self.options.junit_xml or config.junit_xml
+        if path:
+            junit.write(path, result, stats, config)
         if result.records:
             try:
                 sharding.save_durations(sharding.durations_path(config), result, stats)

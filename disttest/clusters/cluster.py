@@ -13,6 +13,10 @@ from disttest.clusters.node import Node
 from disttest.errors import DisttestError, NetworkModeError
 
 
+def _name(node) -> str:
+    return node if isinstance(node, str) else node.name
+
+
 class Cluster:
     """A live group of nodes: call into all of them, watch their health, stop them."""
 
@@ -125,19 +129,45 @@ class Cluster:
                            "host": n.host, "ports": n.ports} for n in self.nodes]}
 
     # -- network faults --------------------------------------------------------
-    def partition(self, *groups) -> None:
-        self._needs_proxy("partition()")
+    def partition(self, *groups, mode: str = "drop") -> None:
+        """Cut the network between groups of nodes (``mode`` "drop" or "reject").
+
+        Nodes named in no group form one more group. Replaces earlier cuts.
+        """
+        self._faults("partition()").partition(*[[_name(n) for n in g] for g in groups],
+                                              mode=mode)
+
+    def isolate(self, node, mode: str = "drop") -> None:
+        """Cut ``node`` off from every other node, both ways."""
+        self._faults("isolate()").isolate(_name(node), mode=mode)
+
+    def cut(self, a, b, both_ways: bool = True, mode: str = "drop") -> None:
+        """Cut the link from ``a`` to ``b`` (and back, unless ``both_ways=False``)."""
+        self._faults("cut()").cut(_name(a), _name(b), both_ways=both_ways, mode=mode)
+
+    def delay(self, a, b, seconds: float, jitter: float = 0.0) -> None:
+        """Add ``seconds`` (± ``jitter``) of latency to traffic from ``a`` to ``b``."""
+        self._faults("delay()").delay(_name(a), _name(b), seconds, jitter)
 
     def heal(self) -> None:
-        self._needs_proxy("heal()")
+        """Clear every cut and delay."""
+        self._faults("heal()").heal()
 
-    def _needs_proxy(self, what: str) -> None:
-        raise NetworkModeError(
-            f"{what} needs a cluster whose network can be cut; cluster {self.id} uses "
-            f"network = {self.network!r}",
-            "with network = 'direct' nodes reach each other's ports directly, so nothing "
-            "sits between them to cut",
-            ['declare network = "proxy" on the test class'])
+    def faults(self) -> list[dict]:
+        """The faults in force now."""
+        network = self._entry.faults if self._entry is not None else None
+        return network.faults() if network is not None else []
+
+    def _faults(self, what: str):
+        network = self._entry.faults if self._entry is not None else None
+        if network is None:
+            raise NetworkModeError(
+                f"{what} needs a cluster whose network can be cut; cluster {self.id} uses "
+                f"network = {self.network!r}",
+                "with network = 'direct' nodes reach each other's ports directly, so nothing "
+                "sits between them to cut",
+                ['declare network = "proxy" on the test class (or "netns" as root on Linux)'])
+        return network
 
     # -- lifetime --------------------------------------------------------------
     def stop(self) -> None:

@@ -34,12 +34,17 @@ def keep(pool, ttl: float, name: str | None = None) -> list:
     kept = []
     for entry in [e for e in pool.entries if not e.busy and not e.fresh and not e.simulated]:
         record_path = registry.path(entry.id)
-        lock_paths = [str(pool.allocator._path(port)) for port in entry.ports]
         try:
             for node in entry.nodes:
                 if not node.alive:
                     node.restart()
-                node._request(("detach", ttl, lock_paths, str(record_path)), timeout=5)
+                # Each node takes over the locks of its own ports only: a lock
+                # is held by one process, and a node that waited for a peer's
+                # lock would hold none of its own.
+                lock_paths = [str(pool.allocator._path(port)) for port in node.ports.values()
+                              if port in entry.ports]
+                node._request(("detach", ttl, lock_paths, str(record_path), str(node.log_path)),
+                              timeout=5)
         except DisttestError as error:
             pool.events.emit("warning", message=f"cluster {entry.id} could not be kept: "
                              f"{error.diagnosis.problem}")

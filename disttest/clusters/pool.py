@@ -27,7 +27,7 @@ from typing import Any
 
 from disttest import resources
 from disttest.clusters.cluster import Cluster
-from disttest.clusters import kept
+from disttest.clusters import kept, network
 from disttest.clusters.launcher import LocalLauncher
 from disttest.clusters.logtail import LogTailer
 from disttest.clusters.node import Node
@@ -66,6 +66,8 @@ class Entry:
         self.uses = 0
         self.grows = 0
         self.reused_from_previous_run = False
+        self.faults = None        # the network that injects faults (proxy/netns modes)
+        self.fault_mark = 0       # len(faults.history()) when last lent
 
     @property
     def size(self) -> int:
@@ -238,6 +240,8 @@ class ClusterPool:
     def _reset(self, entry: Entry) -> None:
         self.events.emit("cluster_resetting", cluster=entry.id)
         started = time.perf_counter()
+        if entry.faults is not None:
+            entry.faults.heal()  # the next class gets a clean network
         timeout = self.config.cleanup_timeout
 
         def reset_node(node: Node) -> str | None:
@@ -267,8 +271,10 @@ class ClusterPool:
     def _lend(self, entry: Entry, requirement: Requirement) -> Cluster:
         nodes = entry.nodes[:requirement.size]
         shape = (len(nodes), tuple(sorted(entry.port_names)))
+        if entry.faults is not None:
+            entry.fault_mark = len(entry.faults.history())
         if entry.lent_shape != shape:
-            peers = _peer_map(nodes)
+            peers = network.peer_map(entry.faults, nodes)
             self._parallel(lambda n: n.configure({"ports": n.ports, "peers": peers[n.name]}),
                            nodes)
             entry.lent_shape = shape
@@ -314,12 +320,17 @@ class ClusterPool:
                 self._check_fits(requirement.size)
             ports = self.allocator.allocate(requirement.size * len(requirement.ports))
             entry = Entry(cluster_id, requirement, [], tmpdir, ports, requirement.simulated)
+            entry.faults = network.make(requirement.network, cluster_id, self.host, self.events)
             entry.nodes = self._spawn_nodes(entry, secrets.token_hex(32), 0, requirement.size,
                                             ports)
             spawned = time.perf_counter()
             self._parallel(lambda n: n.ping(timeout=self.config.startup_timeout), entry.nodes)
         except BaseException:
             self.allocator.release(ports)
+            if "entry" in locals() and entry.faults is not None:
+                entry.faults.close()
+            for node in (entry.nodes if "entry" in locals() else []):
+                node.stop_process(1.0)
             shutil.rmtree(tmpdir, ignore_errors=True)
             raise
         done = time.perf_counter()
@@ -365,12 +376,14 @@ class ClusterPool:
             index = first + i
             node_ports = dict(zip(names, ports[i * len(names):(i + 1) * len(names)]))
             boot = dict(base, name=f"node-{index}", index=index, ports=node_ports)
+            if entry.faults is not None:
+                boot.update(network.node_boot(entry.faults, boot["name"]))
             node = Node(boot=boot, launcher=launcher, log_path=entry.tmpdir / f"node-{index}.log",
                         call_timeout=self.config.call_timeout,
                         startup_timeout=self.config.startup_timeout, events=self.events)
             node.debug = self.config.verbose_cluster_logs
             nodes.append(node)
-        peers = _peer_map(entry.nodes + nodes)
+        peers = network.peer_map(entry.faults, entry.nodes + nodes)
         for node in nodes:
             node.boot["peers"] = peers[node.name]
         processes = launcher.start([n.boot for n in nodes], [n.log_path for n in nodes],
@@ -433,6 +446,8 @@ class ClusterPool:
                 self.events.emit("leak", cluster=entry.id, what="process", pids=leftovers,
                                  detail=f"{len(leftovers)} child process(es) of nodes outlived "
                                         "them and were killed")
+            if entry.faults is not None:
+                entry.faults.close()
             self.allocator.release(entry.ports)
             saved = self._save_logs(entry)
             shutil.rmtree(entry.tmpdir, ignore_errors=True)
@@ -506,14 +521,6 @@ def _shutdown_kept(node: Node) -> None:
         node._request(("shutdown",), timeout=2)
     except DisttestError:
         pass
-
-
-def _peer_map(nodes: list[Node]) -> dict[str, dict[str, dict[str, tuple[str, int]]]]:
-    """For each node, the direct addresses of every other node's ports."""
-    return {node.name: {other.name: {name: (other.host, port)
-                                     for name, port in other.boot["ports"].items()}
-                        for other in nodes if other is not node}
-            for node in nodes}
 
 
 def _main_path() -> str | None:

@@ -16,7 +16,6 @@ machine.
 """
 from __future__ import annotations
 
-import importlib.util
 import itertools
 import time
 import unittest
@@ -183,16 +182,6 @@ class QuorumTest(KVStoreTestCase):
         self.assertEqual(self.client.get(self.key, consistent=True), "after")
 
 
-def _proxy_available() -> bool:
-    # Temporary guard while the proxy network mode is being wired into Cluster.
-    if importlib.util.find_spec("disttest.clusters.proxy") is None:
-        return False
-    from disttest.clusters.cluster import Cluster
-
-    return all(hasattr(Cluster, name) for name in ("isolate", "delay"))
-
-
-@unittest.skipUnless(_proxy_available(), "needs disttest's proxy network mode")
 class NetworkFaultTest(KVStoreTestCase):
     """Partitions and latency, injected by disttest's proxies between the nodes.
 
