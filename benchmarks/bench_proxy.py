@@ -1,13 +1,15 @@
 """Network proxy: round trip and throughput, direct against through ``ProxyNetwork``.
 
-A separate server process stands in for a node. It serves two protocols on
-two ports: *echo* (every byte sent back) and *sink* (an 8-byte length, that
-many bytes, then a 1-byte acknowledgement). The benchmark process is the
-client, and also owns the ``ProxyNetwork`` with its event-loop thread, as the
-controller does in a test run.
+Three processes, as in a test run: a server process stands in for the node
+being called, a client process for the node calling it, and this process is
+the controller that owns the ``ProxyNetwork`` and its event-loop thread (idle
+otherwise, as a test thread waiting on a node is). The server serves two
+protocols on two ports: *echo* (every byte sent back) and *sink* (an 8-byte
+length, that many bytes, then a 1-byte acknowledgement). The client times
+what it is told to and reports it on stdout.
 
-Interleaved rounds, after one warm-up round of each kind; which side goes
-first alternates from round to round:
+Interleaved rounds, after one warm-up round; the order of the sides rotates
+from round to round:
 
 * round trip: ``--calls`` sequential 64-byte request/response exchanges on
   one connection, direct to the server's echo port and through the route
@@ -15,10 +17,14 @@ first alternates from round to round:
 * throughput: one ``--megabytes`` MiB transfer to the sink port, timed until
   the acknowledgement arrives, direct and through the proxy.
 
-The target is proxied round trip ≤ 2× direct. For information only, it also
-times the proxied round trip while another thread of the controller runs pure
-Python (the proxy thread then competes for the GIL), and with ``delay()`` of
-1 ms on the link. Run from the repository root:
+Both run against a ``ProxyNetwork()`` as clusters get it, and against one
+with ``spin=--spin`` (polls that long before sleeping after activity). The
+target is proxied round trip ≤ 2× direct. "proxy CPU" is the CPU time of this
+process per round trip, which is the proxy thread's while the client works.
+For information only, it also times the proxied round trip while another
+thread of the controller runs pure Python (the proxy thread then competes for
+the GIL), and with ``delay()`` of 1 ms on the link. Run from the repository
+root:
 
     python benchmarks/bench_proxy.py [--rounds 10] [--calls 2000] [--megabytes 64]
 """
@@ -168,6 +174,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--calls", type=int, default=2000)
     parser.add_argument("--megabytes", type=int, default=64)
+    parser.add_argument("--spin", type=float, default=30e-6,
+                        help="spin of the compared ProxyNetwork, in seconds (default 30e-6)")
     args = parser.parse_args()
     _util.setup("disttest benchmark: network proxy")
     from disttest.clusters.proxy import ProxyNetwork
@@ -175,20 +183,20 @@ def main() -> None:
     server = subprocess.Popen([sys.executable, "-c", SERVER], stdin=subprocess.PIPE,
                               stdout=subprocess.PIPE, text=True)
     client = Client()
-    network = ProxyNetwork()            # as a cluster gets it
-    no_spin = ProxyNetwork(spin=0)      # for comparison: always sleep in epoll_wait
-    sides = ("direct", "proxied", "proxied,spin=0")  # no spaces: sent as words
+    network = ProxyNetwork()                  # as a cluster gets it
+    spinning = ProxyNetwork(spin=args.spin)   # for comparison: poll before sleeping
+    sides = ("direct", "proxied", "proxied,spin")  # no spaces: sent as words
     try:
         echo_port, sink_port = map(int, server.stdout.readline().split())
         direct = {"echo": ("127.0.0.1", echo_port), "sink": ("127.0.0.1", sink_port)}
         routes = {"direct": direct}
-        for side, net in zip(sides[1:], (network, no_spin)):
+        for side, net in zip(sides[1:], (network, spinning)):
             routes[side] = {name: net.add_route("client", "server", name, address)
                             for name, address in direct.items()}
         print(f"rounds: {args.rounds}; round trip: {args.calls} x {len(MESSAGE)}-byte "
               f"messages per batch; throughput: {args.megabytes} MiB per transfer")
         print(f"client and server: one process each; proxies: ProxyNetwork threads in this "
-              f"process (spin {network.spin * 1e6:.0f} µs, and spin 0)\n")
+              f"process; 'spin': ProxyNetwork(spin={args.spin * 1e6:g} µs)\n")
         for side in sides:
             for name, (_host, port) in routes[side].items():
                 client.ask("connect", f"{side}/{name}", port)
@@ -245,7 +253,7 @@ def main() -> None:
     finally:
         client.close()
         network.close()
-        no_spin.close()
+        spinning.close()
         server.stdin.close()
         server.wait(timeout=10)
 

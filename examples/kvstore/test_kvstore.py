@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import itertools
 import time
-import unittest
 
 import disttest
 from kvstore import server
