@@ -40,17 +40,32 @@ def cmd_start(args, config) -> int:
     size = check_size(args.size or config.default_cluster_size, "--size", "size",
                       config.max_cluster_size)
     ports = check_ports(tuple(args.ports.split(",")) if args.ports else ("app",), "--ports")
+    if args.name and Registry(config.state_path()).find(args.name):
+        sys.stderr.write(f"disttest: error: a kept cluster named {args.name!r} exists already "
+                         f"(stop it first: python -m disttest cluster stop {args.name})\n")
+        return 2
+    # --ttl on the command line wins over the configuration, as everywhere.
+    ttl = args.ttl if args.ttl is not None else (config.keep_clusters_ttl or 3600.0)
+    if ttl <= 0:
+        sys.stderr.write(f"disttest: error: --ttl {ttl:g} is not allowed: a kept cluster "
+                         "needs a positive number of seconds\n")
+        return 2
     pool = ClusterPool(config)
+    pool.events.subscribe(lambda e: e.kind == "warning" and sys.stderr.write(
+        f"disttest: {e.message}\n"))
     try:
-        cluster = pool.acquire(Requirement(size, ports))
-        pool.release(cluster)
-        ttl = config.keep_clusters_ttl or args.ttl
-        pool.keep(ttl, name=args.name)
+        # Always a new cluster: acquire() would adopt a cluster kept earlier
+        # (another name's) and rename it.
+        entry = pool._start(Requirement(size, ports))
+        kept_ids = pool.keep(ttl, name=args.name)
     finally:
         pool.shutdown()
-    name = args.name or cluster.id
-    print(f"cluster {name} ({cluster.id}): {size} node(s) kept for {ttl:g}s of idleness")
-    for node in cluster:
+    if entry.id not in kept_ids:
+        sys.stderr.write("disttest: error: the cluster started but could not be kept\n")
+        return 1
+    name = args.name or entry.id
+    print(f"cluster {name} ({entry.id}): {size} node(s) kept for {ttl:g}s of idleness")
+    for node in entry.nodes:
         ports_text = ", ".join(f"{k}={v}" for k, v in node.ports.items())
         print(f"  {node.name}  pid {node.pid}  {node.host}  {ports_text}")
     print("the next run of this project uses it; stop it with: "
@@ -219,7 +234,7 @@ def main(argv: list[str]) -> int:
     start.add_argument("--size", type=int, help="number of nodes (default: default_cluster_size)")
     start.add_argument("--name", help="a name to refer to it by")
     start.add_argument("--ports", help="comma-separated port names (default: app)")
-    start.add_argument("--ttl", type=float, default=3600.0,
+    start.add_argument("--ttl", type=float, default=None,
                        help="seconds of idleness before it ends itself "
                             "(default: keep_clusters_ttl, else 3600)")
     sub.add_parser("status", help="every kept cluster and its nodes")

@@ -51,8 +51,12 @@ class Session:
 
     def release(self, cls: type, cluster) -> None:
         """Give ``cls``'s cluster back; stop it when no planned class needs it again."""
+        entry = cluster._entry
+        faults = [] if entry is None or entry.faults is None else [
+            {k: v for k, v in fault.items() if k != "time"}
+            for fault in entry.faults.history()[entry.fault_mark:]]
         self.events.emit("class_finished", cls=f"{cls.__module__}.{cls.__qualname__}",
-                         cluster=cluster.id, nodes=list(cluster.nodes))
+                         cluster=cluster.id, nodes=list(cluster.nodes), faults=faults)
         self.pool.release(cluster)
         requirement = self.planned.get(cls)
         if requirement is None:

@@ -66,7 +66,9 @@ def keep(pool, ttl: float, name: str | None = None) -> list:
 def _record(pool, entry, ttl: float, name: str | None) -> dict:
     first = entry.nodes[0].boot
     return {
-        "id": entry.id, "name": name or entry.id, "created": entry.created,
+        # A cluster kept again keeps the name it was given (cluster start --name).
+        "id": entry.id, "name": name or getattr(entry, "kept_name", None) or entry.id,
+        "created": entry.created,
         "last_used": time.time(), "ttl": ttl, "python": sys.executable,
         "project": project_of(pool.config), "network": entry.network,
         "env": [list(kv) for kv in entry.env], "port_names": sorted(entry.port_names),
@@ -108,6 +110,7 @@ def adopt(pool, requirement):
         entry.dirty = True
         entry.adopted = True
         entry.reused_from_previous_run = True
+        entry.kept_name = record.get("name")
         record["owner_pid"] = os.getpid()
         pool.registry.save(record)
         pool.entries.append(entry)

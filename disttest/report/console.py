@@ -173,6 +173,12 @@ def render_summary(stats: RunStats, usage: dict[str, dict], paint: Painter,
         lines.append(paint("warn", f"  {f['policy']}: {f['class']} — {f['detail']}"))
     for leak in stats.leaks:
         lines.append(paint("fail", f"  leak: {leak['detail']} (cluster {leak['cluster']})"))
+    for entry in stats.faults:
+        counts: dict[str, int] = {}
+        for fault in entry["faults"]:
+            counts[fault["kind"]] = counts.get(fault["kind"], 0) + 1
+        kinds = ", ".join(f"{kind} x{n}" for kind, n in counts.items())
+        lines.append(f"  faults in {entry['class'].rsplit('.', 1)[-1]}: {kinds}")
     kept = [c.id for c in stats.clusters.values() if c.kept]
     if kept:
         lines.append(paint("cluster", f"  kept for the next run: {', '.join(kept)} "

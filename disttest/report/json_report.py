@@ -54,6 +54,7 @@ def build(result, stats, config=None) -> dict[str, Any]:
                    "outcome": r.outcome, "duration_s": round(r.duration_s, 6),
                    "cluster": r.cluster, "message": r.message, "subtests": r.subtests}
                   for r in result.records],
+        "faults": list(stats.faults),
         "fallbacks": list(stats.fallbacks),
         "diagnoses": list(stats.diagnoses),
         "leaks": list(stats.leaks),

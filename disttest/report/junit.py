@@ -22,7 +22,7 @@ from datetime import datetime
 
 RUN_SUITE = "disttest"  # the suite of run-wide checks that belong to no class
 # unittest's _ErrorHolder is named "setUpClass (mod.Class)", "tearDownModule (mod)", ...
-_FIXTURE = re.compile(r"^([A-Za-z_]\w*) \(([A-Za-z_][\w.]*)\)$")
+_FIXTURE = re.compile(r"^(setUpClass|tearDownClass|setUpModule|tearDownModule) \((\S+)\)$")
 # Characters XML 1.0 does not allow (control characters, lone surrogates, U+FFFE/F).
 _NOT_XML = re.compile("[^\t\n\r\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 _EXCEPTION_LINE = re.compile(r"^([A-Za-z_][\w.]*)(?::|$)")

@@ -49,6 +49,7 @@ class RunStats:
     warnings: list[str] = field(default_factory=list)
     retries: int = 0
     saved_logs: list[str] = field(default_factory=list)
+    faults: list[dict] = field(default_factory=list)  # per class: the faults it injected
     _pending: dict[str, float] = field(default_factory=dict)
 
     def on_event(self, event: Event) -> None:
@@ -118,6 +119,10 @@ class RunStats:
     def _on_diagnosis(self, e: Event) -> None:
         if e.diagnosis.to_dict() not in self.diagnoses:
             self.diagnoses.append(e.diagnosis.to_dict())
+
+    def _on_class_finished(self, e: Event) -> None:
+        if e.data.get("faults"):
+            self.faults.append({"class": e.cls, "cluster": e.cluster, "faults": e.faults})
 
     def _on_warning(self, e: Event) -> None:
         self.warnings.append(e.message)
