@@ -79,6 +79,7 @@ class DistributedTestCase(unittest.TestCase):
         return self.cluster_nodes()
 
     def cluster_nodes(self) -> list:
+        """The nodes this test asked for, as a list (same as ``self.nodes``)."""
         if self.cluster is None:
             raise DisttestError(f"{type(self).__qualname__} has no cluster",
                                 "setUpClass did not run or did not call super().setUpClass()",

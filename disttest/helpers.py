@@ -83,16 +83,19 @@ class ClusterTestHelper:
         return started
 
     def start_test_cluster(self, n: int | None = None, **options: Any):
+        """Start a cluster of ``n`` nodes owned by this helper (options as for ``start_cluster``)."""
         c = start_cluster(n, **options)
         self._started().append(c)
         return c
 
     def stop_test_cluster(self, cluster) -> None:
+        """Stop (or give back) a cluster this helper started."""
         if cluster in self._started():
             self._started().remove(cluster)
         _session.current().pool.release(cluster)
 
     def stop_all_clusters(self) -> None:
+        """Stop every cluster this helper started and did not stop yet."""
         for c in list(self._started()):
             self.stop_test_cluster(c)
 

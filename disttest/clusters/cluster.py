@@ -50,6 +50,7 @@ class Cluster:
                        startup_timeout=self._startup_timeout)
 
     def node(self, name: str) -> Node:
+        """The node called ``name`` (e.g. "node-1")."""
         for node in self.nodes:
             if node.name == name:
                 return node
@@ -123,6 +124,7 @@ class Cluster:
             time.sleep(0.05)
 
     def info(self) -> dict[str, Any]:
+        """Id, size, mode and every node's name, pid, liveness, host and ports."""
         return {"id": self.id, "size": len(self.nodes), "simulated": self.simulated,
                 "network": self.network,
                 "nodes": [{"name": n.name, "index": n.index, "pid": n.pid, "alive": n.alive,

@@ -117,10 +117,12 @@ class Node:
     # -- identity -----------------------------------------------------------
     @property
     def pid(self) -> int | None:
+        """The node process's pid (None for a simulated node)."""
         return self.process.pid if self.process else None
 
     @property
     def alive(self) -> bool:
+        """True while the node process runs (a paused node is alive)."""
         return self.process is not None and self.process.alive()
 
     @property
@@ -128,6 +130,7 @@ class Node:
         return dict(self.boot["ports"])
 
     def port(self, name: str = "app") -> int:
+        """The node's port called ``name`` (declared in ``node_ports``)."""
         try:
             return self.boot["ports"][name]
         except KeyError:
@@ -138,6 +141,7 @@ class Node:
                 kind="no-such-port") from None
 
     def address(self, name: str = "app") -> tuple[str, int]:
+        """``(host, port)`` where the node's ``name`` port is reached from the test."""
         return (self.host, self.port(name))
 
     def __repr__(self) -> str:
