@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import tempfile
 import time
@@ -14,6 +15,8 @@ from pathlib import Path
 
 from disttest.clusters import kept
 from disttest.clusters.registry import Registry, is_agent, pid_alive
+
+_CLUSTER_DIR = re.compile(r"^disttest-c\d+-[0-9a-f]{4}-\w+$")
 
 
 def _age(seconds: float) -> str:
@@ -181,22 +184,31 @@ def cmd_clean(args, config) -> int:
     # Node processes whose controller is gone and that no record names.
     me = os.getuid()
     open_logs = set()
+    # A node that holds port locks itself was kept, and kept nodes that no
+    # record here names belong to another state directory's registry (they
+    # end after their idle TTL): not ours to stop.
+    kept_elsewhere = _lock_holders(default_lock_dir()) - known_pids
+    others = 0
     for proc in psutil.process_iter(["pid", "ppid", "uids", "cmdline"]):
         try:
             if proc.info["uids"].real != me or "disttest.agent" not in " ".join(proc.info["cmdline"] or []):
                 continue
             parent_alive = pid_alive(proc.info["ppid"]) and proc.info["ppid"] != 1
-            if proc.info["pid"] in known_pids or parent_alive:
+            if proc.info["pid"] in known_pids or parent_alive or proc.info["pid"] in kept_elsewhere:
                 open_logs.update(f.path for f in proc.open_files())
+                others += proc.info["pid"] in kept_elsewhere and not parent_alive
                 continue
             if is_agent(proc.info["pid"]):
                 proc.kill()
                 removed.append(f"orphaned node process {proc.info['pid']}")
         except (psutil.Error, OSError):
             continue
-    # Temporary directories of clusters no live node writes to.
+    # Temporary directories of clusters no live node writes to (named by the
+    # pool: disttest-<cluster id>-<random>, the id c<N>-<4 hex digits>).
     for directory in Path(tempfile.gettempdir()).glob("disttest-c*-*"):
-        if directory.is_dir() and not any(p.startswith(str(directory)) for p in open_logs):
+        if not _CLUSTER_DIR.match(directory.name):
+            continue  # someone else's directory that merely looks alike
+        if directory.is_dir() and not any(p.startswith(str(directory) + os.sep) for p in open_logs):
             try:
                 if directory.stat().st_uid == me:
                     import shutil
@@ -220,8 +232,22 @@ def cmd_clean(args, config) -> int:
             removed.append(f"port lock {port}")
     for line in removed:
         print(f"removed {line}")
+    if others:
+        print(f"left {others} node(s) kept by another state directory running "
+              "(they end after their idle TTL)")
     print(f"cluster clean: {len(removed)} item(s) removed")
     return 0
+
+
+def _lock_holders(lock_dir: Path) -> set[int]:
+    """Pids written in port lock files (a kept node writes its own in those it holds)."""
+    pids = set()
+    for lock in lock_dir.glob("*.lock"):
+        try:
+            pids.add(int(lock.read_text().strip()))
+        except (OSError, ValueError):
+            pass
+    return pids
 
 
 def main(argv: list[str]) -> int:

@@ -91,6 +91,11 @@ class DistributedTestResult(unittest.TextTestResult):
         if entry:
             record, started = entry
             record.duration_s = time.perf_counter() - started
+            if record.outcome == "interrupted" and record.subtests and not self.shouldStop:
+                # unittest reports no outcome for a test whose only other result was
+                # a skipped subtest: it ran to its end, so its subtests decide.
+                failed = [t for t in record.subtests if t["outcome"] in ("failed", "error")]
+                record.outcome = failed[0]["outcome"] if failed else "passed"
 
     def _record(self, test, outcome: str, err=None, reason: str = "") -> None:
         entry = self._current.get(test.id())
@@ -126,6 +131,12 @@ class DistributedTestResult(unittest.TextTestResult):
 
     def addSkip(self, test, reason) -> None:
         super().addSkip(test, reason)
+        parent = getattr(test, "test_case", None)  # a subTest skipped with skipTest()
+        entry = self._current.get(parent.id()) if parent is not None else None
+        if entry is not None:
+            entry[0].subtests.append({"id": test.id(), "description": test._subDescription(),
+                                      "outcome": "skipped", "message": reason})
+            return
         self._record(test, "skipped", reason=reason)
 
     def addExpectedFailure(self, test, err) -> None:

@@ -4,10 +4,10 @@ One ``<testsuite>`` per test class, in the order the classes first reported,
 with the class's cluster as ``<properties>``. Where unittest and JUnit differ
 (subtests, class and module fixtures, expected failures, output captured by
 ``-b``) the choices are those of docs/reports.md. Every document is valid
-under the xunit plugin's junit-10.xsd, which Jenkins' xunit plugin checks its
-input against; ``tests/junit/JUnit.xsd`` holds the subset the tests validate
-with. That schema has no ``skipped`` on ``<testsuites>``, so the run's skip
-count is only on each ``<testsuite>``.
+under junit-10.xsd, which the Jenkins xUnit plugin checks its input against
+(``tests/junit/JUnit.xsd`` is the subset the tests validate with). That
+schema has no ``skipped`` on ``<testsuites>``, so the skip counts are only on
+each ``<testsuite>``.
 """
 from __future__ import annotations
 
@@ -15,7 +15,6 @@ import os
 import re
 import socket
 import time
-import unittest
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from datetime import datetime
@@ -54,11 +53,7 @@ def build(result, stats, config=None, buffered_output: bool | None = None) -> ET
     accepted for the same call shape as json_report.build; nothing in the
     document depends on it yet."""
     buffered = getattr(result, "buffer", False) if buffered_output is None else buffered_output
-    texts = _failure_texts(result)
-    # Tests with a subtest skipped on its own: unittest reports no outcome for them
-    # when the rest passed (the record stays "interrupted"), though they ran to the end.
-    texts["skipped_subtests"] = {r.id.partition(" ")[0] for r in result.records
-                                 if r.classname == _SUBTEST_CLASS}
+    texts = _Texts(result)
     suites: dict[str, list[_Case]] = {}
     suite_clusters: dict[str, list[str]] = {}
     for record in result.records:
@@ -69,9 +64,10 @@ def build(result, stats, config=None, buffered_output: bool | None = None) -> ET
             used.append(record.cluster)
 
     clusters = getattr(stats, "clusters", None) or {}
-    elapsed = stats.duration_s if stats is not None else None
-    started = time.time() - (time.perf_counter() - stats.started) if stats is not None \
-        else time.time()
+    elapsed, started = None, time.time()
+    if stats is not None:
+        elapsed = stats.duration_s
+        started -= time.perf_counter() - stats.started
     # When the run started: unittest does not tell when each class began.
     timestamp = datetime.fromtimestamp(started).strftime("%Y-%m-%dT%H:%M:%S")
     hostname = _clean(socket.gethostname()) or "localhost"
@@ -129,14 +125,36 @@ def _place(record) -> tuple[str, str]:
     return RUN_SUITE, record.name  # a run-wide check, such as --strict-cleanup's
 
 
-def _cases(record, suite: str, name: str, texts: dict, buffered: bool) -> list[_Case]:
+class _Texts:
+    """What the records leave out, from the result's own lists: the failure text
+    of each subtest (queued by id and kind: a description can repeat), each
+    test's own failure texts (not its subtests'), and the tests that had a
+    subtest skipped on its own."""
+
+    def __init__(self, result) -> None:
+        self.subtests: dict[tuple[str, str], list[str]] = {}
+        self.own: dict[str, list[str]] = {}
+        for kind, entries in (("failure", getattr(result, "failures", [])),
+                              ("error", getattr(result, "errors", []))):
+            for test, text in entries:
+                if f"{type(test).__module__}.{type(test).__qualname__}" == _SUBTEST_CLASS:
+                    self.subtests.setdefault((test.id(), kind), []).append(text)
+                else:
+                    self.own.setdefault(test.id(), []).append(text)
+        self.skipped_subtests = {r.id.partition(" ")[0] for r in result.records
+                                 if r.classname == _SUBTEST_CLASS}
+
+
+def _cases(record, suite: str, name: str, texts: _Texts, buffered: bool) -> list[_Case]:
     case = _Case(suite, name, record.duration_s)
     outcome = record.outcome
-    if outcome == "interrupted" and record.id in texts["skipped_subtests"]:
+    if outcome == "interrupted" and record.id in texts.skipped_subtests:
+        # unittest reports no outcome for a test whose subtest skipped and whose
+        # rest passed, so its record stays "interrupted"; it ran to its end.
         outcome = "passed"
     failing = [s for s in record.subtests if s.get("outcome") in _FAILED]
     subcases = [_subtest_case(s, suite, name, texts, buffered) for s in failing]
-    own = texts["own"].get(record.id)
+    own = texts.own.get(record.id)
     if subcases and outcome in _FAILED and not own:
         # Only subtests failed: unittest reports nothing for the test itself, the
         # report fails it with a summary and gives each failing subtest its own case.
@@ -167,9 +185,10 @@ def _cases(record, suite: str, name: str, texts: dict, buffered: bool) -> list[_
     return [case] + subcases
 
 
-def _subtest_case(subtest: dict, suite: str, name: str, texts: dict, buffered: bool) -> _Case:
+def _subtest_case(subtest: dict, suite: str, name: str, texts: _Texts,
+                  buffered: bool) -> _Case:
     kind = _FAILED[subtest["outcome"]]
-    queue = texts["subtests"].get((subtest["id"], kind), [])
+    queue = texts.subtests.get((subtest["id"], kind), [])
     text = queue.pop(0) if queue else subtest.get("message", "")
     case = _Case(suite, f"{name} {subtest.get('description', '')}".strip(), kind=kind)
     case.text, case.stdout, case.stderr = _split_output(text, buffered)
@@ -183,21 +202,6 @@ def _subtest_summary(subcases: list[_Case]) -> str:
     lines = ["subtests that failed (each is reported as a testcase of its own):"]
     lines += [f"  {c.name}: {c.message}" for c in subcases]
     return "\n".join(lines) + "\n"
-
-
-def _failure_texts(result) -> dict:
-    """Failure texts from unittest's lists: each subtest's, queued by (id, kind),
-    and each test's own (not its subtests'), by test id."""
-    subtests: dict[tuple[str, str], list[str]] = {}
-    own: dict[str, list[str]] = {}
-    for kind, entries in (("failure", getattr(result, "failures", [])),
-                          ("error", getattr(result, "errors", []))):
-        for test, text in entries:
-            if type(test).__module__ + "." + type(test).__qualname__ == _SUBTEST_CLASS:
-                subtests.setdefault((test.id(), kind), []).append(text)
-            else:
-                own.setdefault(test.id(), []).append(text)
-    return {"subtests": subtests, "own": own}
 
 
 def _split_output(text: str, buffered: bool) -> tuple[str, str, str]:
