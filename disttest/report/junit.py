@@ -111,12 +111,6 @@ def write(path: str, result, stats, config=None) -> None:
 # -- records to test cases ----------------------------------------------------------
 def _place(record) -> tuple[str, str]:
     """(suite, testcase name) of a record."""
-    if record.classname == _SUBTEST_CLASS:
-        # A subtest skipped on its own: unittest reports the _SubTest, whose id is
-        # "mod.Class.test_x (i=1)".
-        parent, _, description = record.id.partition(" ")
-        classname, _, method = parent.rpartition(".")
-        return classname or RUN_SUITE, f"{method} {description}".strip()
     if record.classname != record.name:
         return record.classname, record.name
     fixture = _FIXTURE.match(record.name)
@@ -128,8 +122,7 @@ def _place(record) -> tuple[str, str]:
 class _Texts:
     """What the records leave out, from the result's own lists: the failure text
     of each subtest (queued by id and kind: a description can repeat), each
-    test's own failure texts (not its subtests'), and the tests that had a
-    subtest skipped on its own."""
+    test's own failure texts (not its subtests')."""
 
     def __init__(self, result) -> None:
         self.subtests: dict[tuple[str, str], list[str]] = {}
@@ -141,19 +134,20 @@ class _Texts:
                     self.subtests.setdefault((test.id(), kind), []).append(text)
                 else:
                     self.own.setdefault(test.id(), []).append(text)
-        self.skipped_subtests = {r.id.partition(" ")[0] for r in result.records
-                                 if r.classname == _SUBTEST_CLASS}
 
 
 def _cases(record, suite: str, name: str, texts: _Texts, buffered: bool) -> list[_Case]:
     case = _Case(suite, name, record.duration_s)
     outcome = record.outcome
-    if outcome == "interrupted" and record.id in texts.skipped_subtests:
-        # unittest reports no outcome for a test whose subtest skipped and whose
-        # rest passed, so its record stays "interrupted"; it ran to its end.
-        outcome = "passed"
     failing = [s for s in record.subtests if s.get("outcome") in _FAILED]
     subcases = [_subtest_case(s, suite, name, texts, buffered) for s in failing]
+    skipped = []  # a subtest skipped on its own is a skipped testcase of its own
+    for subtest in record.subtests:
+        if subtest.get("outcome") == "skipped":
+            sub = _Case(suite, f"{name} {subtest.get('description', '')}".strip(),
+                        kind="skipped")
+            sub.message = subtest.get("message", "")
+            skipped.append(sub)
     own = texts.own.get(record.id)
     if subcases and outcome in _FAILED and not own:
         # Only subtests failed: unittest reports nothing for the test itself, the
@@ -182,7 +176,7 @@ def _cases(record, suite: str, name: str, texts: _Texts, buffered: bool) -> list
         case.kind, case.type = "error", outcome
         case.message = "the run was stopped before this test ended" \
             if outcome == "interrupted" else outcome
-    return [case] + subcases
+    return [case] + subcases + skipped
 
 
 def _subtest_case(subtest: dict, suite: str, name: str, texts: _Texts,
