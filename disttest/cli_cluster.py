@@ -184,19 +184,21 @@ def cmd_clean(args, config) -> int:
     # Node processes whose controller is gone and that no record names.
     me = os.getuid()
     open_logs = set()
-    # A node that holds port locks itself was kept, and kept nodes that no
-    # record here names belong to another state directory's registry (they
-    # end after their idle TTL): not ours to stop.
-    kept_elsewhere = _lock_holders(default_lock_dir()) - known_pids
     others = 0
     for proc in psutil.process_iter(["pid", "ppid", "uids", "cmdline"]):
         try:
             if proc.info["uids"].real != me or "disttest.agent" not in " ".join(proc.info["cmdline"] or []):
                 continue
+            files = [f.path for f in proc.open_files()]
             parent_alive = pid_alive(proc.info["ppid"]) and proc.info["ppid"] != 1
-            if proc.info["pid"] in known_pids or parent_alive or proc.info["pid"] in kept_elsewhere:
-                open_logs.update(f.path for f in proc.open_files())
-                others += proc.info["pid"] in kept_elsewhere and not parent_alive
+            # A node holding port locks itself was kept (detached); one that no
+            # record here names belongs to another state directory's registry
+            # and ends after its idle TTL: not ours to stop.
+            kept_elsewhere = not parent_alive and proc.info["pid"] not in known_pids and any(
+                Path(path).parent.name == "disttest-port-locks" for path in files)
+            if proc.info["pid"] in known_pids or parent_alive or kept_elsewhere:
+                open_logs.update(files)
+                others += kept_elsewhere
                 continue
             if is_agent(proc.info["pid"]):
                 proc.kill()
@@ -237,17 +239,6 @@ def cmd_clean(args, config) -> int:
               "(they end after their idle TTL)")
     print(f"cluster clean: {len(removed)} item(s) removed")
     return 0
-
-
-def _lock_holders(lock_dir: Path) -> set[int]:
-    """Pids written in port lock files (a kept node writes its own in those it holds)."""
-    pids = set()
-    for lock in lock_dir.glob("*.lock"):
-        try:
-            pids.add(int(lock.read_text().strip()))
-        except (OSError, ValueError):
-            pass
-    return pids
 
 
 def main(argv: list[str]) -> int:

@@ -65,6 +65,10 @@ class Config:
     save_cluster_logs: Optional[str] = None
     state_dir: Optional[str] = None
     durations_file: Optional[str] = None
+    launcher: str = "local"
+    hosts: Tuple[str, ...] = ()
+    ssh_options: Tuple[str, ...] = ()
+    remote_python: Optional[str] = None
     ci: bool = False
     ci_provider: Optional[str] = None
     project_root: Optional[str] = None
@@ -152,6 +156,43 @@ def _text(choices: Tuple[str, ...] = (), optional: bool = False) -> Callable[[An
     return convert
 
 
+LAUNCHERS = ("local", "ssh")
+_SSH_OPTIONS_REFUSED = ("-n", "-f", "-N", "-t", "-tt")
+
+
+def _hosts(value: Any) -> Tuple[str, ...]:
+    """A list of SSH hosts (``[user@]host[:port]``), or one comma-separated string."""
+    from disttest.clusters.ssh import parse_host  # stdlib only; needed only when set
+
+    if isinstance(value, str):
+        value = [part.strip() for part in value.split(",") if part.strip()]
+    if not isinstance(value, (list, tuple)) or not all(isinstance(h, str) for h in value):
+        raise ValueError("")
+    for spec in value:
+        try:
+            parse_host(spec)
+        except ValueError as exc:
+            raise _Invalid(str(exc)) from None
+    return tuple(spec.strip() for spec in value)
+
+
+def _ssh_options(value: Any) -> Tuple[str, ...]:
+    """Extra ``ssh`` arguments: a list, or one string split the way a shell would."""
+    import shlex
+
+    if isinstance(value, str):
+        try:
+            value = shlex.split(value)
+        except ValueError as exc:
+            raise _Invalid(f"cannot split it into arguments: {exc}") from None
+    if not isinstance(value, (list, tuple)) or not all(isinstance(o, str) and o for o in value):
+        raise ValueError("")
+    refused = [o for o in value if o in _SSH_OPTIONS_REFUSED]
+    if refused:
+        raise _Invalid(f"{refused[0]} would cut the node off from its bootstrap or lifetime")
+    return tuple(value)
+
+
 _BOOL, _PATH, _INT0, _INT1 = "true or false", "a path", "a whole number >= 0", "a whole number > 0"
 _SECONDS, _POSITIVE = "a number of seconds >= 0", "a number of seconds > 0"
 _OPTIONAL_PATH = _text(optional=True)
@@ -180,6 +221,14 @@ _SPECS: Dict[str, Tuple[Callable[[Any], Any], str, str]] = {
     "state_dir": (_OPTIONAL_PATH, _PATH, "Where kept clusters are recorded."),
     "durations_file": (_OPTIONAL_PATH, _PATH,
                        "Class durations for balancing shards (default: in state_dir)."),
+    "launcher": (_text(LAUNCHERS), "one of " + ", ".join(LAUNCHERS),
+                 "How nodes start: local processes, or over ssh on hosts."),
+    "hosts": (_hosts, 'a list of "[user@]host[:port]" (a comma-separated string in INI '
+                      "files and the environment)", "SSH hosts that nodes go to, round-robin."),
+    "ssh_options": (_ssh_options, 'a list of ssh arguments (one shell-quoted string in INI '
+                                  "files and the environment)", "Extra arguments for ssh."),
+    "remote_python": (_text(optional=True), "an interpreter path on the hosts",
+                      "Python on the hosts (default: this interpreter's path)."),
 }
 KEYS: Tuple[str, ...] = tuple(_SPECS)
 DOCS: Dict[str, str] = {key: spec[2] for key, spec in _SPECS.items()}
@@ -385,6 +434,7 @@ def load_config(start_dir: Optional[str] = None, environ: Optional[Mapping[str, 
             values[key], sources[key] = value, layer.label
             (from_ci.add if layer.ci else from_ci.discard)(key)
     _check_sizes(values, sources)
+    _check_launcher(values, sources)
     factor = values["timeout_multiplier"]
     for key in TIMEOUT_KEYS if ci_on and factor != 1 else ():
         if key not in from_ci and values[key]:
@@ -418,8 +468,24 @@ def _check_sizes(values: Dict[str, Any], sources: Dict[str, str]) -> None:
             key="port_range", value=f"{low}-{high}", allowed=f"a range of at least {cap} ports")
 
 
+def _check_launcher(values: Dict[str, Any], sources: Dict[str, str]) -> None:
+    if values["launcher"] == "ssh" and not values["hosts"]:
+        raise ConfigError(f"launcher = \"ssh\" ({sources['launcher']}) needs hosts, and none "
+                          "are set", source=sources["launcher"], key="hosts", value=(),
+                          allowed='a list of "[user@]host[:port]"',
+                          steps=['set hosts, for example hosts = ["node1", "me@node2:2222"]',
+                                 'or set launcher = "local"'])
+
+
 def _show(config: Config, key: str) -> str:
     value = getattr(config, key)
+    if key == "remote_python" and value is None:
+        return "(this interpreter's path)"
+    if key == "ssh_options":
+        import shlex
+        return " ".join(shlex.quote(o) for o in value) if value else "(none)"
+    if key == "hosts":
+        return ", ".join(value) if value else "(none)"
     if key == "fallback" and value is None:
         return f"auto ({config.effective_fallback} {'in CI' if config.ci else 'outside CI'})"
     if key == "state_dir" and value is None:

@@ -84,6 +84,16 @@ class ClusterTestHelper:
 
     def start_test_cluster(self, n: int | None = None, **options: Any):
         """Start a cluster of ``n`` nodes owned by this helper (options as for ``start_cluster``)."""
+        if not isinstance(self, ClusterTestHelper):
+            # cls.start_test_cluster(2) in a mixin's setUpClass: 2 became self.
+            raise DisttestError(
+                "start_test_cluster() was called on a class, not on a helper",
+                "ClusterTestHelper methods are instance methods: in setUpClass there is no "
+                "instance of the test class yet",
+                ["in setUpClass, use a helper object: cls.helper = disttest.ClusterTestHelper(); "
+                 "cls.cluster = cls.helper.start_test_cluster(3)",
+                 "or start the cluster in setUp: self.start_test_cluster(3)"],
+                kind="config")
         c = start_cluster(n, **options)
         self._started().append(c)
         return c

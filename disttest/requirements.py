@@ -3,7 +3,7 @@
 A requirement is read from a test class's attributes (``cluster_size``,
 ``node_ports``, ``node_env``, ``fresh_cluster``, ``network``) and from method
 decorators. Two requirements can share a cluster when their *compatibility
-key* (network mode and node environment) is equal: size is met by growing a
+key* (network mode, node environment and SSH hosts) is equal: size is met by growing a
 cluster and ports by allocating more names on the existing nodes.
 
 This module knows nothing of unittest; it only reads attributes.
@@ -32,11 +32,12 @@ class Requirement:
     min_size: int | None = None
     simulated: bool = False
     tags: frozenset[str] = field(default_factory=frozenset, compare=False)
+    hosts: tuple[str, ...] = ()  # SSH hosts the nodes go to; () = local processes
 
     @property
     def key(self) -> tuple:
         """Requirements with equal keys can share one cluster."""
-        return (self.network, self.env, self.simulated)
+        return (self.network, self.env, self.simulated, self.hosts)
 
     def serves(self, other: "Requirement") -> bool:
         """True when a cluster made for ``self`` satisfies ``other`` as it is."""
@@ -49,13 +50,13 @@ class Requirement:
         return Requirement(max(self.size, other.size),
                            tuple(sorted(set(self.ports) | set(other.ports))),
                            self.env, self.network, self.fresh or other.fresh,
-                           None, self.simulated, self.tags | other.tags)
+                           None, self.simulated, self.tags | other.tags, self.hosts)
 
     def with_size(self, size: int) -> "Requirement":
         return dataclasses.replace(self, size=size)
 
     def as_simulated(self) -> "Requirement":
-        return dataclasses.replace(self, simulated=True)
+        return dataclasses.replace(self, simulated=True, hosts=())  # threads run here
 
     def describe(self) -> str:
         parts = [f"{self.size} node{'s' if self.size != 1 else ''}"]
@@ -67,13 +68,16 @@ class Requirement:
             parts.append(f"network {self.network}")
         if self.simulated:
             parts.append("simulated")
+        if self.hosts:
+            parts.append("on " + ",".join(self.hosts))
         if self.fresh:
             parts.append("fresh")
         return ", ".join(parts)
 
     def to_dict(self) -> dict[str, Any]:
         return {"size": self.size, "ports": list(self.ports), "env": dict(self.env),
-                "network": self.network, "fresh": self.fresh, "simulated": self.simulated}
+                "network": self.network, "fresh": self.fresh, "simulated": self.simulated,
+                "hosts": list(self.hosts)}
 
 
 def _where(owner: Any) -> str:
@@ -127,6 +131,41 @@ def check_network(value: Any, owner: Any) -> str:
     return value
 
 
+def check_hosts(value: Any, owner: Any) -> tuple[str, ...]:
+    """A declared ``hosts`` list: each ``[user@]host[:port]``, at least one."""
+    from disttest.clusters.ssh import parse_host  # stdlib only
+
+    allowed = 'a list of SSH hosts such as ["node1", "me@node2:2222"]'
+    if isinstance(value, str) or not isinstance(value, (tuple, list)) or not value:
+        raise ConfigError.bad_value(_where(owner), "hosts", value, allowed)
+    for spec in value:
+        try:
+            parse_host(spec)
+        except ValueError as exc:
+            raise ConfigError.bad_value(_where(owner), "hosts", value, allowed,
+                                        hint=f"fix {spec!r}: {exc}") from None
+    return tuple(spec.strip() for spec in value)
+
+
+def with_configured_hosts(requirement: Requirement, config: Any,
+                          owner: Any = "the configuration") -> Requirement:
+    """``requirement`` on the configured SSH hosts when ``launcher = "ssh"`` and it names none.
+
+    Nodes on SSH hosts reach each other directly: the fault proxies and
+    namespaces of the other network modes live on the controller's machine.
+    """
+    if (not requirement.hosts and not requirement.simulated
+            and getattr(config, "launcher", "local") == "ssh"):
+        requirement = dataclasses.replace(requirement, hosts=tuple(getattr(config, "hosts", ())))
+    if requirement.hosts and requirement.network != "direct":
+        raise ConfigError.bad_value(
+            _where(owner), "network", requirement.network,
+            '"direct" for nodes on SSH hosts',
+            hint='use network = "direct" for this class, or run it on local nodes '
+                 '(launcher = "local" and no hosts)')
+    return requirement
+
+
 def requirement_of(cls: type, size: int | None = None, default_size: int = 3,
                    max_size: int | None = None) -> Requirement:
     """Read ``cls``'s declaration into a Requirement (``size`` overrides it)."""
@@ -137,6 +176,7 @@ def requirement_of(cls: type, size: int | None = None, default_size: int = 3,
     if min_size is not None:
         min_size = check_size(min_size, cls, "min_cluster_size", maximum=max_size)
     tags = frozenset(getattr(cls, "tags", ()) or ()) | {"distributed"}
+    hosts = getattr(cls, "hosts", None)
     return Requirement(
         size=size,
         ports=check_ports(getattr(cls, "node_ports", DEFAULT_PORTS), cls),
@@ -145,6 +185,7 @@ def requirement_of(cls: type, size: int | None = None, default_size: int = 3,
         fresh=bool(getattr(cls, "fresh_cluster", False)),
         min_size=min_size,
         tags=tags,
+        hosts=() if hosts is None else check_hosts(hosts, cls),
     )
 
 

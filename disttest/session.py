@@ -16,7 +16,7 @@ from collections import Counter
 from typing import Iterator
 
 from disttest.events import EventBus
-from disttest.requirements import Requirement, requirement_of
+from disttest.requirements import Requirement, requirement_of, with_configured_hosts
 
 
 class Session:
@@ -112,7 +112,9 @@ def class_requirement(cls: type, config, size_override: int | None = None,
 
     cap = ci_size_cap(config)
     maximum = None if cap else config.max_cluster_size
-    base = requirement_of(cls, default_size=config.default_cluster_size, max_size=maximum)
+    base = with_configured_hosts(
+        requirement_of(cls, default_size=config.default_cluster_size, max_size=maximum),
+        config, cls)
     if size_override is not None:
         base = base.with_size(size_override)
     else:

@@ -59,7 +59,8 @@ class KeysTest(unittest.TestCase):
             "keep_clusters_ttl": 0.0, "timeout_multiplier": 2.0, "junit_xml": None,
             "json_report": None, "verbose_cluster_logs": False, "save_cluster_logs": None,
             "durations_file": None,
-            "state_dir": None})
+            "state_dir": None, "launcher": "local", "hosts": (), "ssh_options": (),
+            "remote_python": None})
 
     def test_config_is_frozen_and_hashable(self):
         config = Config()
@@ -522,7 +523,7 @@ class UnknownKeyTest(ConfigTestCase):
         with self.assertRaises(ConfigError) as caught:
             self.load()
         self.assertEqual(caught.exception.key, "hots")
-        self.assertEqual(caught.exception.suggestion, "host")
+        self.assertEqual(caught.exception.suggestion, "hosts")
         self.assertTrue(caught.exception.source.endswith("disttest.toml"))
 
     def test_unknown_ini_sub_section(self):

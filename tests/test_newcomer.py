@@ -3,7 +3,7 @@
 The Quick start commands are read from README.md, not repeated here, so the
 README cannot promise what does not work. The second command runs this
 project's own tests again inside the fresh environment; that inner run skips
-this module (DISTTEST_NEWCOMER_INNER) so it does not recurse.
+this module (DTTESTS_NEWCOMER_INNER) so it does not recurse.
 """
 import os
 import re
@@ -15,7 +15,7 @@ import unittest
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-INNER = "DISTTEST_NEWCOMER_INNER"
+INNER = "DTTESTS_NEWCOMER_INNER"
 
 
 def quick_start_commands() -> list:

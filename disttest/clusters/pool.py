@@ -36,10 +36,10 @@ from disttest.clusters.registry import Registry
 from disttest.clusters.simulated import SimulatedLauncher
 from disttest.errors import ClusterStartError, DisttestError
 from disttest.events import EventBus
-from disttest.requirements import Requirement
+from disttest.requirements import Requirement, with_configured_hosts
 
 # Failures that another attempt cannot fix.
-_NOT_RETRIED = {"spawn-executable", "resources", "config"}
+_NOT_RETRIED = {"spawn-executable", "resources", "config", "ssh-auth"}
 
 
 class Entry:
@@ -53,6 +53,7 @@ class Entry:
         self.env = requirement.env
         self.port_names = set(requirement.ports)
         self.fresh = requirement.fresh
+        self.hosts = requirement.hosts  # () for local processes
         self.nodes = nodes
         self.tmpdir = tmpdir
         self.ports = list(ports)
@@ -106,6 +107,7 @@ class ClusterPool:
     # -- public ---------------------------------------------------------------
     def acquire(self, requirement: Requirement) -> Cluster:
         """A healthy cluster that satisfies ``requirement``, lent to the caller."""
+        requirement = with_configured_hosts(requirement, self.config)
         with self._lock:
             if self._closed:
                 raise DisttestError("the cluster pool is shut down", kind="pool-closed")
@@ -114,7 +116,8 @@ class ClusterPool:
                 raise failed[1]
             entry = None
             if self.config.reuse_clusters and not requirement.fresh:
-                entry = self._find_idle(requirement) or kept.adopt(self, requirement)
+                entry = self._find_idle(requirement) or (
+                    None if requirement.hosts else kept.adopt(self, requirement))
             if entry is None:
                 entry = self._start(requirement)
             else:
@@ -143,7 +146,10 @@ class ClusterPool:
 
     def _track(self, event) -> None:
         if event.kind == "node_restarted" and event.pid:
-            self.started_pids.add(event.pid)
+            # A node on an SSH host has its pid there: what runs here is its ssh client.
+            process = next((n.process for e in self.entries for n in e.nodes
+                            if n.name == event.node and n.pid == event.pid), None)
+            self.started_pids.add(getattr(process, "local_pid", event.pid))
 
     @property
     def registry(self) -> Registry:
@@ -160,7 +166,15 @@ class ClusterPool:
     def keep(self, ttl: float, name: str | None = None) -> list[str]:
         """Leave idle clusters running for later runs (see clusters/kept.py)."""
         with self._lock:
-            entries = kept.keep(self, ttl, name)
+            remote = [e for e in self.entries if e.hosts]
+            for entry in remote:
+                self.events.emit("warning", message=f"cluster {entry.id} runs on SSH hosts and "
+                                 "is not kept: its nodes end with this run")
+            self.entries = [e for e in self.entries if not e.hosts]
+            try:
+                entries = kept.keep(self, ttl, name)
+            finally:
+                self.entries.extend(remote)
             for entry in entries:
                 self.kept_ids.add(entry.id)
                 self._kept_pids.update(n.pid for n in entry.nodes)
@@ -316,7 +330,7 @@ class ClusterPool:
                 if requirement.env:
                     self.events.emit("warning", message=f"cluster {cluster_id}: simulated nodes "
                                      "share the test process's environment; node_env is not applied")
-            else:
+            elif not requirement.hosts:  # nodes on SSH hosts do not load this machine
                 self._check_fits(requirement.size)
             ports = self.allocator.allocate(requirement.size * len(requirement.ports))
             entry = Entry(cluster_id, requirement, [], tmpdir, ports, requirement.simulated)
@@ -349,7 +363,7 @@ class ClusterPool:
 
     def node_memory_estimate(self) -> int:
         """Resident memory of one node: measured on running nodes, else a typical figure."""
-        sizes = [u[0] for e in self.entries if not e.simulated for n in e.nodes
+        sizes = [u[0] for e in self.entries if not e.simulated and not e.hosts for n in e.nodes
                  if n.alive and (u := resources.usage(n.pid))] if self.entries else []
         return int(sum(sizes) / len(sizes)) if sizes else 24 * 1024 * 1024
 
@@ -370,12 +384,15 @@ class ClusterPool:
         base = {"cluster_id": entry.id, "key": key, "host": self.host, "cwd": os.getcwd(),
                 "sys_path": [os.path.abspath(p) if p else os.getcwd() for p in sys.path],
                 "env": dict(entry.env), "main_path": _main_path()}
-        launcher = self.launchers[entry.simulated]
+        launcher = self._launcher(entry)
+        remote = getattr(launcher, "address", None)  # SSH: each node binds its host's address
         nodes = []
         for i in range(count):
             index = first + i
             node_ports = dict(zip(names, ports[i * len(names):(i + 1) * len(names)]))
             boot = dict(base, name=f"node-{index}", index=index, ports=node_ports)
+            if remote is not None:
+                boot["host"] = remote(index)
             if entry.faults is not None:
                 boot.update(network.node_boot(entry.faults, boot["name"]))
             node = Node(boot=boot, launcher=launcher, log_path=entry.tmpdir / f"node-{index}.log",
@@ -391,12 +408,31 @@ class ClusterPool:
         for node, process in zip(nodes, processes):
             node.attach(process)
             if process.pid:
-                self.started_pids.add(process.pid)
+                self.started_pids.add(getattr(process, "local_pid", process.pid))
         return nodes
+
+    def _launcher(self, entry: Entry):
+        """Local processes, simulated threads, or the SSH launcher of the entry's hosts."""
+        if entry.simulated or not entry.hosts:
+            return self.launchers[entry.simulated]
+        if entry.network != "direct":
+            raise ClusterStartError(
+                f"network = {entry.network!r} cannot be used with nodes on SSH hosts",
+                "the fault proxies and namespaces run on this machine; nodes on other "
+                "hosts reach each other directly",
+                ['use network = "direct" for this cluster, or run its nodes locally'],
+                kind="config")
+        if entry.hosts not in self.launchers:
+            from disttest.clusters.ssh import SSHLauncher
+
+            self.launchers[entry.hosts] = SSHLauncher(
+                entry.hosts, getattr(self.config, "ssh_options", ()),
+                getattr(self.config, "remote_python", None))
+        return self.launchers[entry.hosts]
 
     def _grow(self, entry: Entry, size: int) -> None:
         count = size - entry.size
-        if not entry.simulated:
+        if not entry.simulated and not entry.hosts:
             self._check_fits(count)
         names = sorted(entry.port_names)
         ports = self.allocator.allocate(count * len(names))
@@ -423,10 +459,11 @@ class ClusterPool:
     def _stop_entries(self, entries: list[Entry]) -> None:
         for entry in entries:
             self.events.emit("cluster_stopping", cluster=entry.id)
-        children = {entry.id: [pid for n in entry.nodes if n.alive and n.pid
+        # (A node on an SSH host has its pid there: its children are not visible here.)
+        children = {entry.id: [pid for n in entry.nodes if n.alive and n.pid and not entry.hosts
                                for pid in resources.process_tree(n.pid)] for entry in entries}
         for entry in entries:
-            for node in entry.nodes:
+            for node in entry.nodes if not entry.hosts else ():  # psutil sees this machine only
                 node.record_metrics()
         for entry in entries:  # ask every node at once, then wait for each
             if getattr(entry, "adopted", False):
