@@ -243,11 +243,15 @@ class _Layer(NamedTuple):  # converted values from one source; ci layers apply i
     file: Optional[str] = None
 
 
-def _unknown(location: str, key: str, env: bool = False) -> ConfigError:
+def _unknown(location: str, key: str, env: bool = False, value: Any = None) -> ConfigError:
     shown = (lambda k: ENV_PREFIX + k.upper()) if env else (lambda k: k)
-    match = difflib.get_close_matches(key, KEYS, n=1, cutoff=0.6)
-    hint = f" (did you mean {shown(match[0])}?)" if match else ""
-    return ConfigError(f"{location}: unknown setting {shown(key)}{hint}",
+    scored = sorted(((difflib.SequenceMatcher(None, key, k).ratio(), k) for k in KEYS),
+                    reverse=True)
+    # The best match, and the next one too when it is nearly as close (ambiguous typos).
+    match = [k for ratio, k in scored[:2] if ratio >= 0.6 and ratio >= scored[0][0] - 0.11]
+    hint = f" (did you mean {' or '.join(shown(m) for m in match)}?)" if match else ""
+    given = f" = {value!r}" if value is not None else ""
+    return ConfigError(f"{location}: unknown setting {shown(key)}{given}{hint}",
                        steps=[f"valid settings: {', '.join(shown(k) for k in KEYS)}"],
                        source=location, key=key, suggestion=match[0] if match else None)
 
@@ -276,7 +280,7 @@ def _make_layer(raw: Mapping[str, Any], location: str, path: str, ci: bool = Fal
     values = {}
     for key, value in raw.items():
         if key not in _SPECS:
-            raise _unknown(location, key)
+            raise _unknown(location, key, value=value)
         values[key] = _convert(location, key, value, os.path.dirname(path))
     return _Layer(location + (" (CI profile)" if ci else ""), values, ci, path)
 
@@ -387,7 +391,7 @@ def _single_layers(items: List[Tuple[str, str, Any]], env: bool = False) -> List
     layers = []
     for location, key, raw in items:
         if key not in _SPECS:
-            raise _unknown(location, key, env)
+            raise _unknown(location, key, env, value=raw)
         if raw is not None and not (env and not raw.strip()):  # empty variables count as unset
             layers.append(_Layer(location, {key: _convert(location, key, raw)}))
     return layers
