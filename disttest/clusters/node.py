@@ -7,6 +7,7 @@ once and a sequential caller pays one round trip per call.
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import os
 import signal
 import socket
@@ -201,34 +202,16 @@ class Node:
         timeout = self.call_timeout if timeout is None else timeout
         deadline = None if timeout is None else time.monotonic() + timeout
         conn = self._connection(what, timeout)
-        try:
+        with self._failing_closes(conn, what, timeout):
             # Opening a connection may have used part of the time.
             conn.settimeout(None if deadline is None else max(0.001, deadline - time.monotonic()))
             protocol.send_frame(conn, payload)
-        except socket.timeout:
-            conn.close()
-            raise self._timed_out(what, timeout) from None
-        except (EOFError, OSError) as exc:
-            conn.close()
-            raise self._lost(what, exc) from None
-        except BaseException:
-            conn.close()
-            raise
         return conn, timeout, time.perf_counter()
 
     def _receive(self, sent: tuple, what: str) -> Any:
         conn, timeout, started = sent
-        try:
+        with self._failing_closes(conn, what, timeout):
             status, value = serialize.loads(protocol.recv_frame(conn))
-        except socket.timeout:
-            conn.close()
-            raise self._timed_out(what, timeout) from None
-        except (EOFError, OSError) as exc:
-            conn.close()
-            raise self._lost(what, exc) from None
-        except BaseException:
-            conn.close()
-            raise
         with self._lock:
             self._free.append(conn)
         if self.debug and self.events:
@@ -237,6 +220,21 @@ class Node:
         if status == protocol.OK:
             return value
         raise _remote_error(self.name, value)
+
+    @contextlib.contextmanager
+    def _failing_closes(self, conn: socket.socket, what: str, timeout: float | None):
+        """A connection that fails mid-request is closed: its reply may still come."""
+        try:
+            yield
+        except socket.timeout:
+            conn.close()
+            raise self._timed_out(what, timeout) from None
+        except (EOFError, OSError) as exc:
+            conn.close()
+            raise self._lost(what, exc) from None
+        except BaseException:
+            conn.close()
+            raise
 
     def _timed_out(self, what: str, timeout: float) -> CallTimeoutError:
         hint = "it is paused: call node.resume()" if self.paused else \
