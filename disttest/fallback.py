@@ -46,6 +46,8 @@ def acquire(session, cls: type, requirement):
     except ClusterStartError as error:
         policy = policy_for(session, cls)
         name = f"{cls.__module__}.{cls.__qualname__}"
+        # What the summary says when the policy could not help (the class then errors).
+        detail = error.diagnosis.problem
         if policy == "reduce":
             floor = requirement.min_size or size
             for smaller in range(requirement.size - 1, floor - 1, -1):
@@ -56,14 +58,26 @@ def acquire(session, cls: type, requirement):
                 session.events.emit("fallback", cls=name, policy="reduce", error=error,
                                     detail=f"reduced from {requirement.size} to {smaller} nodes")
                 return cluster, min(size, smaller)
+            if floor >= requirement.size:
+                why = ("min_cluster_size is not set" if requirement.min_size is None
+                       else f"min_cluster_size is {floor}")
+            else:
+                why = f"no size down to {floor} nodes started either"
+            detail = f"could not reduce ({why}): {detail}"
         if policy == "simulate" and not requirement.simulated:
-            cluster = session.pool.acquire(requirement.as_simulated())
+            try:
+                cluster = session.pool.acquire(requirement.as_simulated())
+            except ClusterStartError as simulated_error:
+                # e.g. the port range: simulated nodes need real ports too
+                session.events.emit("fallback", cls=name, policy="simulate", error=error,
+                                    detail="could not simulate either: "
+                                           f"{simulated_error.diagnosis.problem}")
+                raise simulated_error from None
             session.events.emit("fallback", cls=name, policy="simulate", error=error,
                                 detail=f"ran on {requirement.size} simulated nodes: "
                                        f"{error.diagnosis.problem}")
             return cluster, size
-        session.events.emit("fallback", cls=name, policy=policy, error=error,
-                            detail=error.diagnosis.problem)
+        session.events.emit("fallback", cls=name, policy=policy, error=error, detail=detail)
         if policy == "skip":
             raise unittest.SkipTest("cluster could not start: " +
                                     error.diagnosis.render()) from None

@@ -44,25 +44,23 @@ def _node_check(config) -> tuple[Check, int | None]:
         pool.shutdown()
 
 
-def _ports_check(config) -> Check:
-    from disttest.clusters.ports import PortAllocator, default_lock_dir
+def _ports_check(config, address: str) -> Check:
+    from disttest.clusters.ports import PortAllocator, default_lock_dir, port_is_free
     from disttest.resources import port_holders
 
     low, high = config.port_range
-    allocator = PortAllocator((low, high), config.host)
-    free = 0
-    for port in allocator.candidates():
-        fd = allocator._try_lock(port)
-        if fd is None:
-            continue
-        try:
-            from disttest.clusters.ports import port_is_free
-
-            free += port_is_free(allocator.host, port)
-        finally:
-            allocator._unlock(port, fd)
+    lock_dir = default_lock_dir()
+    # The resolved address, as the pool uses: a host name would be looked up
+    # once per port, and one that does not resolve would make every port look taken.
+    allocator = PortAllocator((low, high), address, lock_dir=lock_dir)
+    # Only a port with a lock file can be held by a run; trying those alone (rather
+    # than locking every port of the range) keeps this check fast and leaves the
+    # shared lock directory alone.
+    locked = {port for port, path in _lock_files(lock_dir, low, high) if _held(path)}
+    free = sum(1 for port in allocator.candidates()
+               if port not in locked and port_is_free(address, port))
     needed = config.max_cluster_size * 2
-    holders = port_holders(low, high, default_lock_dir())
+    holders = port_holders(low, high, lock_dir)
     detail = f"{free} free port(s) in port_range {low}-{high}"
     if holders:
         detail += f"; in use: {'; '.join(holders[:5])}" + (" ..." if len(holders) > 5 else "")
@@ -74,6 +72,29 @@ def _ports_check(config) -> Check:
     return Check("ports", "ok", detail)
 
 
+def _lock_files(lock_dir, low: int, high: int):
+    for path in lock_dir.glob("*.lock"):
+        if path.stem.isdigit() and low <= int(path.stem) <= high:
+            yield int(path.stem), path
+
+
+def _held(path) -> bool:
+    """Whether a run holds the lock of this lock file (a shared try-lock fails)."""
+    import fcntl
+
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return False  # released (removed) meanwhile
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    finally:
+        os.close(fd)  # closing drops our shared lock, if we got it
+    return False
+
+
 def run_checks(config) -> list[Check]:
     checks = []
     address, warning = resolve_host(config.host)
@@ -82,7 +103,7 @@ def run_checks(config) -> list[Check]:
                         "set host to an address, e.g. host = \"127.0.0.1\"" if warning else ""))
     node, rss = _node_check(config)
     checks.append(node)
-    checks.append(_ports_check(config))
+    checks.append(_ports_check(config, address))
 
     machine = machine_resources()
     per_node = rss or 24 * 1024 * 1024

@@ -162,17 +162,33 @@ def stop_record(record: dict, timeout: float = 5.0) -> list[int]:
                            ).stop(timeout)
             stopped.append(pid)
         for port in info.get("ports", {}).values():
-            _remove_free_lock(port)
+            _remove_free_lock(port, pid)
     tmpdir = record.get("tmpdir")
     if tmpdir and Path(tmpdir).name.startswith("disttest-"):
         shutil.rmtree(tmpdir, ignore_errors=True)
     return stopped
 
 
-def _remove_free_lock(port: int) -> None:
+def _remove_free_lock(port: int, pid: int | None = None, wait: float = 2.0) -> None:
+    """Remove ``port``'s lock file unless someone holds it.
+
+    A node ``pid`` that was just stopped may hold its lock a moment longer: it
+    shows as ended (a zombie) as soon as its main thread exits, and its files
+    are closed only when its last thread has.
+    """
     from disttest.clusters.ports import PortAllocator
 
     allocator = PortAllocator((port, port))
-    fd = allocator._try_lock(port)
-    if fd is not None:  # nobody holds it: the file is a leftover
-        allocator._unlock(port, fd)
+    deadline = time.monotonic() + wait
+    while True:
+        fd = allocator._try_lock(port)
+        if fd is not None:  # nobody holds it: the file is a leftover
+            allocator._unlock(port, fd)
+            return
+        try:
+            holder = allocator._path(port).read_text().strip()
+        except OSError:
+            return  # removed meanwhile
+        if pid is None or holder != str(pid) or time.monotonic() >= deadline:
+            return  # held by someone else: theirs
+        time.sleep(0.01)

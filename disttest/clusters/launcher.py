@@ -97,7 +97,10 @@ class Process:
                 pass
 
 
-def _spawn_error(exc: OSError, name: str) -> ClusterStartError:
+def _spawn_error(exc: OSError, name: str, executable: str | None = None,
+                 cwd: str | None = None) -> ClusterStartError:
+    """The diagnosis of a node process that could not even be created."""
+    executable = executable or sys.executable
     if exc.errno in (errno.EAGAIN, errno.ENOMEM):
         cause = ("the system refused to create another process "
                  f"({errno.errorcode.get(exc.errno, exc.errno)}: {exc.strerror})")
@@ -108,8 +111,16 @@ def _spawn_error(exc: OSError, name: str) -> ClusterStartError:
         cause = "the controller has too many open files"
         steps = ["raise the open-file limit: ulimit -n 4096"]
         kind = "too-many-files"
+    elif exc.errno in (errno.ENOENT, errno.EACCES) and cwd and exc.filename == cwd:
+        # Popen reports a missing working directory with the same errno.
+        cause = f"the working directory {cwd!r} of the test process is gone ({exc.strerror})"
+        steps = ["do not remove the directory the tests run in while they run "
+                 "(a test that deletes its temporary cwd should chdir out first)"]
+        kind = "spawn-cwd"
     elif exc.errno in (errno.ENOENT, errno.EACCES):
-        cause = f"the interpreter {sys.executable!r} cannot be executed ({exc.strerror})"
+        program = exc.filename or executable  # what the system could not run
+        what = "the interpreter" if program == executable else "the program"
+        cause = f"{what} {program!r} cannot be executed ({exc.strerror})"
         steps = ["run the tests with an interpreter that exists and is executable"]
         kind = "spawn-executable"
     else:
@@ -147,11 +158,15 @@ class LocalLauncher:
             for boot, log_path in zip(boots, log_paths):
                 with open(log_path, "ab") as log:
                     try:
+                        # A network mode may run the node inside something (netns:
+                        # ``ip netns exec <namespace>``); the agent never reads it.
                         popen = subprocess.Popen(
-                            self.command(), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            list(boot.get("exec_prefix", ())) + self.command(),
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             stderr=log, cwd=boot["cwd"], env=env, start_new_session=True)
                     except OSError as exc:
-                        raise _spawn_error(exc, boot["name"]) from None
+                        raise _spawn_error(exc, boot["name"], self.executable,
+                                           boot["cwd"]) from None
                 process = Process(popen, log_path)
                 started.append(process)
                 blob = marshal.dumps(boot)

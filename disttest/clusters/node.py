@@ -122,6 +122,14 @@ class Node:
         return self.process.pid if self.process else None
 
     @property
+    def local_pid(self) -> int | None:
+        """The pid when it is a process of this machine (not simulated, not remote)."""
+        process = self.process
+        if process is None or getattr(process, "remote", False):
+            return None
+        return process.pid
+
+    @property
     def alive(self) -> bool:
         """True while the node process runs (a paused node is alive)."""
         return self.process is not None and self.process.alive()
@@ -304,7 +312,7 @@ class Node:
         """Note the current process's peak memory and CPU time before it ends."""
         from disttest.resources import node_metrics
 
-        metrics = node_metrics(self.pid) if self.alive else None
+        metrics = node_metrics(self.local_pid) if self.alive else None
         if metrics:
             self.metrics.append(dict(metrics, pid=self.pid))
 
@@ -328,7 +336,7 @@ class Node:
             self.paused = True
             # SIGSTOP takes effect asynchronously: without this wait a call made
             # right after pause() could still be answered.
-            if self.process.pid is not None:  # a simulated node has no process
+            if self.local_pid is not None:  # simulated and remote nodes wait elsewhere
                 _wait_stopped(self.process.pid, 2.0)
 
     def resume(self) -> None:

@@ -61,8 +61,9 @@ _LINGER_RST = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends a rese
 if hasattr(select, "epoll"):
     READ, WRITE = select.EPOLLIN, select.EPOLLOUT
     _TROUBLE = select.EPOLLERR | select.EPOLLHUP
+    _HANG_UP = getattr(select, "EPOLLRDHUP", 0)  # the client closed, seen without reading
 else:
-    READ, WRITE, _TROUBLE = selectors.EVENT_READ, selectors.EVENT_WRITE, 0
+    READ, WRITE, _TROUBLE, _HANG_UP = selectors.EVENT_READ, selectors.EVENT_WRITE, 0, 0
 
 
 class NetworkFaultError(NetworkModeError, ValueError):
@@ -292,6 +293,15 @@ class _Route:
         self.held: list[socket.socket] = []  # accepted while cut in "drop" mode
 
 
+class _Held:
+    """A connection accepted while cut in "drop" mode, watched only for its end."""
+
+    __slots__ = ("route", "sock")
+
+    def __init__(self, route: _Route, sock: socket.socket) -> None:
+        self.route, self.sock = route, sock
+
+
 class _Conn:
     """One proxied connection. Side 0 is the client (observer), side 1 the server.
 
@@ -344,7 +354,7 @@ class _Loop:
         self.wake_r, self.wake_w = socket.socketpair()
         for sock in (self.wake_r, self.wake_w):
             sock.setblocking(False)
-        # fd -> what it is: (conn, side), a _Route (listener), or "wake"
+        # fd -> what it is: (conn, side), a _Route (listener), a _Held, or "wake"
         self.handlers: dict[int, Any] = {self.wake_r.fileno(): "wake"}
         self.poller.register(self.wake_r.fileno(), READ)
         self.thread = threading.Thread(target=self.run, name="disttest-proxy", daemon=True)
@@ -399,6 +409,8 @@ class _Loop:
                             self.on_ready(conn, side, events)
                     elif handler.__class__ is _Route:
                         self.on_accept(handler)
+                    elif handler.__class__ is _Held:
+                        self.let_go(handler.route, handler.sock)
                     elif handler == "wake":
                         self.on_wake()
                 if ready and spin:
@@ -441,9 +453,7 @@ class _Loop:
         for conn in list(self.conns):
             self.close(conn, rst=True)
         for route in self.routes.values():
-            for sock in route.held:
-                _reset(sock)
-            route.held.clear()
+            self.let_go(route)
             route.listener.close()
         self.poller.close()
         self.wake_r.close()
@@ -499,9 +509,19 @@ class _Loop:
             self.update(conn)
         for route in self.routes.values():
             if route.held and self.cut_mode(route.observer, route.peer) != "drop":
-                for sock in route.held:
-                    _reset(sock)
-                route.held.clear()
+                self.let_go(route)
+
+    def let_go(self, route: _Route, sock: socket.socket | None = None) -> None:
+        """Reset ``sock``, or every connection ``route`` holds, and forget it."""
+        for held in [sock] if sock is not None else route.held:
+            if _HANG_UP:
+                self.poller.unregister(held.fileno())
+                del self.handlers[held.fileno()]
+            _reset(held)
+        if sock is None:
+            route.held.clear()
+        else:
+            route.held.remove(sock)
 
     # -- events ----------------------------------------------------------------------
     def cut_mode(self, a: str, b: str) -> str | None:
@@ -525,6 +545,9 @@ class _Loop:
                 continue
             if cut == "drop":  # hold it: never connect upstream, never answer
                 route.held.append(client)
+                if _HANG_UP:  # but let go of it once the client gives up, or they pile up
+                    self.poller.register(client.fileno(), _HANG_UP)
+                    self.handlers[client.fileno()] = _Held(route, client)
                 continue
             server = socket.socket(_family(route.target[0]), socket.SOCK_STREAM)
             for sock in (client, server):

@@ -416,14 +416,15 @@ class SSHLauncher:
                      'or name the key: ssh_options = ["-i", "/path/to/key"]',
                      "disttest runs ssh in batch mode: passwords and passphrase prompts "
                      "cannot be answered (use ssh-agent for a key with a passphrase)"]
-        elif "host key verification failed" in lowered or "host identification has changed" in lowered:
+        elif ("host key verification failed" in lowered
+              or "host identification has changed" in lowered):
             kind = "ssh-auth"
             steps = [f"connect once by hand to accept the host key: ssh {host.target}",
                      'or accept new host keys: ssh_options = ["-o", '
                      '"StrictHostKeyChecking=accept-new"]']
         else:
-            steps = [f"check that {host.name} is up and sshd listens on port "
-                     f"{host.port or 'from ~/.ssh/config (22 by default)'}",
+            port = f"port {host.port}" if host.port else "its port (22, or Port in ~/.ssh/config)"
+            steps = [f"check that {host.name} is up and that sshd listens on {port}",
                      "check the host and port in hosts"]
         steps += [self._check_by_hand(host),
                   'or run the nodes on this machine: launcher = "local"']
