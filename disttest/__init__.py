@@ -47,7 +47,7 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS) + ["this_node"]
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:
     if name == "this_node":
         return importlib.import_module("disttest.this_node")
     module = _EXPORTS.get(name)

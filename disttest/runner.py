@@ -8,7 +8,6 @@ output.
 """
 from __future__ import annotations
 
-import os
 import signal
 import sys
 import threading
@@ -17,7 +16,7 @@ from dataclasses import dataclass, field
 
 from disttest import session as _session
 from disttest import sharding
-from disttest.errors import ConfigError, DisttestError
+from disttest.errors import DisttestError
 from disttest.events import EventBus
 from disttest.loader import SkippedTest, select
 from disttest.planner import is_cluster_class, iter_tests, plan as make_plan

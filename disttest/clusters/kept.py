@@ -152,8 +152,6 @@ def discard(pool, record: dict, reason: str) -> None:
 
 def stop_record(record: dict, timeout: float = 5.0) -> list[int]:
     """Stop a kept cluster's node processes and remove its files; the pids stopped."""
-    import signal
-
     stopped = []
     for info in record.get("nodes", []):
         pid = info.get("pid")

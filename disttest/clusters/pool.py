@@ -27,7 +27,7 @@ from typing import Any
 
 from disttest import resources
 from disttest.clusters.cluster import Cluster
-from disttest.clusters import kept, network
+from disttest.clusters import kept, network, teardown
 from disttest.clusters.launcher import LocalLauncher
 from disttest.clusters.logtail import LogTailer
 from disttest.clusters.node import Node
@@ -183,25 +183,10 @@ class ClusterPool:
 
     def verify_cleanup(self) -> list[dict]:
         """After shutdown: what this pool started and did not keep must be gone."""
-        leaks = []
-        alive = resources.alive(self.started_pids - self._kept_pids)
-        if alive:
-            resources.kill_all(alive)
-            leaks.append({"what": "process", "pids": alive,
-                          "detail": f"{len(alive)} node process(es) outlived the run"})
-        if self.allocator.held:
-            leaks.append({"what": "port", "ports": sorted(self.allocator.held),
-                          "detail": f"{len(self.allocator.held)} port lock(s) still held"})
-            self.allocator.release_all()
-        left = [str(d) for d in self.tmpdirs if d.exists() and d not in self._kept_dirs]
-        if left:
-            for d in left:
-                shutil.rmtree(d, ignore_errors=True)
-            leaks.append({"what": "tmpdir", "paths": left,
-                          "detail": f"{len(left)} temporary directory(ies) left behind"})
-        for leak in leaks:
-            self.events.emit("leak", cluster="-", **leak)
-        return leaks
+        return teardown.verify_cleanup(self)
+
+    def _stop_entries(self, entries: list[Entry]) -> None:
+        teardown.stop_entries(self, entries)
 
     def stop_idle(self, key: tuple) -> None:
         """Stop idle clusters of compatibility ``key`` (no later class needs them)."""
@@ -456,58 +441,6 @@ class ClusterPool:
         entry.lent_shape = None
 
     # -- stopping -----------------------------------------------------------------
-    def _stop_entries(self, entries: list[Entry]) -> None:
-        for entry in entries:
-            self.events.emit("cluster_stopping", cluster=entry.id)
-        # (A node on an SSH host has its pid there: its children are not visible here.)
-        children = {entry.id: [pid for n in entry.nodes if n.alive and n.pid and not entry.hosts
-                               for pid in resources.process_tree(n.pid)] for entry in entries}
-        for entry in entries:
-            for node in entry.nodes if not entry.hosts else ():  # psutil sees this machine only
-                node.record_metrics()
-        for entry in entries:  # ask every node at once, then wait for each
-            if getattr(entry, "adopted", False):
-                self._parallel(_shutdown_kept, entry.nodes)
-            for node in entry.nodes:
-                node._drop_connections()
-                if node.process is not None:
-                    node.resume()
-                    node.process.close_stdin()
-        for entry in entries:
-            started = time.perf_counter()
-            for node in entry.nodes:  # every node was asked already: they end together
-                node.stop_process(self.config.cleanup_timeout)
-            leftovers = resources.alive(children[entry.id])
-            if leftovers:
-                resources.kill_all(leftovers)
-                self.events.emit("leak", cluster=entry.id, what="process", pids=leftovers,
-                                 detail=f"{len(leftovers)} child process(es) of nodes outlived "
-                                        "them and were killed")
-            if entry.faults is not None:
-                entry.faults.close()
-            self.allocator.release(entry.ports)
-            saved = self._save_logs(entry)
-            shutil.rmtree(entry.tmpdir, ignore_errors=True)
-            if getattr(entry, "adopted", False):
-                self.registry.remove(entry.id)
-            if entry in self.entries:
-                self.entries.remove(entry)
-            self.events.emit("cluster_stopped", cluster=entry.id, logs=saved,
-                             nodes=[_node_summary(n) for n in entry.nodes],
-                             seconds=time.perf_counter() - started,
-                             uptime=time.time() - entry.created)
-
-    def _save_logs(self, entry: Entry) -> str | None:
-        target = getattr(self.config, "save_cluster_logs", None)
-        if not target:
-            return None
-        dest = Path(target) / self.run_id / entry.id
-        dest.mkdir(parents=True, exist_ok=True)
-        for log in entry.tmpdir.glob("*.log"):
-            shutil.copy2(log, dest / log.name)
-        self.saved_logs.append(dest)
-        return str(dest)
-
     @staticmethod
     def _parallel(fn, nodes: list[Node]) -> list[Any]:
         """``fn(node)`` for every node at once; the first error is raised after all end."""
@@ -542,22 +475,6 @@ def _with_holder(problem: str, node: Node) -> str:
             holder = resources.holder_of(node.host, port)
             return f"{problem}: {holder}" if holder else problem
     return problem
-
-
-def _node_summary(node: Node) -> dict:
-    """A stopped node for the reports: its pids, peak memory and CPU time."""
-    return {"name": node.name, "pids": [m["pid"] for m in node.metrics] or [node.pid],
-            "restarts": node.restarts,
-            "peak_rss_bytes": max((m["peak_rss_bytes"] for m in node.metrics), default=None),
-            "cpu_s": round(sum(m["cpu_s"] for m in node.metrics), 4) if node.metrics else None}
-
-
-def _shutdown_kept(node: Node) -> None:
-    # A kept node holds its own port locks; asked to shut down, it removes them.
-    try:
-        node._request(("shutdown",), timeout=2)
-    except DisttestError:
-        pass
 
 
 def _main_path() -> str | None:
