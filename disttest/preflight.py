@@ -145,10 +145,15 @@ def run_checks(config) -> list[Check]:
 def render(checks: list[Check]) -> str:
     width = max(len(c.name) for c in checks)
     lines = []
+    pad = " " * (4 + 2 + width + 2)
     for c in checks:
-        lines.append(f"{c.status.upper():<4}  {c.name:<{width}}  {c.detail}")
+        # A detail may hold several lines (a node's log, a command line with
+        # newlines): they continue under it, so each check still starts a line.
+        first, *rest = c.detail.splitlines() or [""]
+        lines.append(f"{c.status.upper():<4}  {c.name:<{width}}  {first}")
+        lines.extend(pad + line for line in rest)
         if c.fix:
-            lines.append(f"{'':<4}  {'':<{width}}  fix: {c.fix}")
+            lines.append(f"{pad}fix: {c.fix}")
     failed = sum(c.status == "fail" for c in checks)
     lines.append("preflight: all checks passed" if not failed else
                  f"preflight: {failed} check(s) failed")

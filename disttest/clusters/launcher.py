@@ -170,8 +170,12 @@ class LocalLauncher:
                 process = Process(popen, log_path)
                 started.append(process)
                 blob = marshal.dumps(boot)
-                popen.stdin.write(b"%d\n" % len(blob) + blob)
-                popen.stdin.flush()
+                try:
+                    popen.stdin.write(b"%d\n" % len(blob) + blob)
+                    popen.stdin.flush()
+                except BrokenPipeError:  # it died before reading its bootstrap
+                    popen.wait(2.0)
+                    raise self._crashed(process, boot) from None
             self._wait_ready(started, boots, timeout)
         except BaseException:
             for process in started:

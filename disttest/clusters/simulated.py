@@ -17,6 +17,7 @@ of each operation:
 from __future__ import annotations
 
 import signal
+import socket
 import threading
 from pathlib import Path
 
@@ -62,6 +63,12 @@ class SimulatedProcess:
     def _end(self, code: int) -> None:
         if self._returncode is None:
             self._returncode = code
+            # Closing a socket does not wake a thread blocked in accept() on it (the
+            # agent's serving thread would live on, listening); shutting it down does.
+            try:
+                self.agent.listener.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
             self.agent.stop_simulated()
 
 

@@ -1,0 +1,2 @@
+from myservice import main
+main()
