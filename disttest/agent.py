@@ -305,6 +305,23 @@ class Agent:
             except OSError:
                 pass
 
+    def run_reset_callbacks(self, timeout: float) -> None:
+        """Run the on_reset callbacks (newest first) within ``timeout`` seconds."""
+        self.context.stopping.set()
+        callbacks = list(reversed(self.context.reset_callbacks))
+        self.context.reset_callbacks = []
+
+        def run_all() -> None:
+            for callback in callbacks:
+                try:
+                    callback()
+                except BaseException:  # shutting down: nothing else to do with it
+                    pass
+
+        worker = threading.Thread(target=run_all, name="disttest-shutdown", daemon=True)
+        worker.start()
+        worker.join(timeout)
+
     def op_shutdown(self):
         if self.simulated:
             return self.stop_simulated()
@@ -383,6 +400,7 @@ def _exit(code: int) -> None:
 
 _detached = False
 _held_locks: list = []
+_agent = None  # the process's Agent, for the stdin watcher
 
 
 def _take_locks(paths) -> None:
@@ -415,6 +433,8 @@ def _watch_stdin(stdin) -> None:
         except (OSError, ValueError):
             break
     if not _detached:
+        if _agent is not None:
+            _agent.run_reset_callbacks(timeout=5.0)  # services stop as on a reset
         _exit(0)
 
 
@@ -431,7 +451,8 @@ def main() -> None:
     sys.path[:] = boot["sys_path"] + [p for p in sys.path if p not in boot["sys_path"]]
     os.environ.update(boot.get("env", {}))
     _main_path = boot.get("main_path")
-    agent = Agent(boot)
+    global _agent
+    agent = _agent = Agent(boot)
     port = agent.listener.getsockname()[1]
     os.write(1, f"{protocol.READY_PREFIX} {port} {os.getpid()}\n".encode())
     os.dup2(2, 1)  # from now on stdout goes to the node's log, like stderr

@@ -60,7 +60,7 @@ def cmd_start(args, config) -> int:
         # Always a new cluster: acquire() would adopt a cluster kept earlier
         # (another name's) and rename it.
         entry = pool._start(Requirement(size, ports))
-        kept_ids = pool.keep(ttl, name=args.name)
+        kept_ids = pool.keep(ttl, name=args.name, pinned=True)
     finally:
         pool.shutdown()
     if entry.id not in kept_ids:

@@ -84,7 +84,9 @@ class DistributedTestRunner(unittest.TextTestRunner):
         if ttl > 0:
             session.pool.keep(ttl)
         session.shutdown()
-        leaks = session.pool.verify_cleanup()
+        session.pool.verify_cleanup()
+        # Every leak of the run: found while stopping clusters, or by the check after.
+        leaks = self.stats.leaks if self.stats is not None else []
         if leaks and self.options.strict_cleanup:
             try:
                 raise DisttestError(

@@ -93,7 +93,6 @@ class Leaks(unittest.TestCase):
         self.assertNotIn("disttest cleanup check", run.stderr)
         self.assert_leak_reported_and_killed(run, child)
 
-    @unittest.expectedFailure  # bug: --strict-cleanup ignores leaks found while stopping clusters
     def test_strict_cleanup_fails_the_run_on_a_leak(self):
         _project, run, child = self.run_leaky("--strict-cleanup")
         self.assert_leak_reported_and_killed(run, child)

@@ -177,7 +177,6 @@ class ClusterCommand(unittest.TestCase):
         self.assertEqual(locks_left(record), [])
         self.assertFalse(Path(record["tmpdir"]).exists())
 
-    @unittest.expectedFailure  # bug: an ordinary run stops a cluster made by `cluster start`
     def test_a_started_cluster_outlives_the_runs_that_use_it(self):
         project = Project(self, "keep")
         self.assertEqual(project.cluster("start", "--size", "2", "--name", "dev").returncode, 0)

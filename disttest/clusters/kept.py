@@ -28,11 +28,21 @@ def project_of(config) -> str:
     return str(getattr(config, "project_root", None) or os.getcwd())
 
 
-def keep(pool, ttl: float, name: str | None = None) -> list:
-    """Detach every idle real cluster of ``pool``; returns their entries."""
+def keep(pool, ttl: float, name: str | None = None, pinned: bool = False,
+         only: list | None = None) -> list:
+    """Detach idle real clusters of ``pool`` (every one, or ``only`` these).
+
+    A ``pinned`` cluster (made by ``cluster start``) is kept again at the end
+    of every run that uses it, until ``cluster stop``. Returns the entries kept.
+    """
     registry: Registry = pool.registry
     kept = []
-    for entry in [e for e in pool.entries if not e.busy and not e.fresh and not e.simulated]:
+    candidates = only if only is not None else pool.entries
+    for entry in [e for e in candidates if not e.busy and not e.fresh and not e.simulated]:
+        if entry.hosts:  # its nodes' lifetime is their SSH sessions'
+            pool.events.emit("warning", message=f"cluster {entry.id} runs on SSH hosts and "
+                             "is not kept: its nodes end with this run")
+            continue
         record_path = registry.path(entry.id)
         try:
             for node in entry.nodes:
@@ -49,6 +59,7 @@ def keep(pool, ttl: float, name: str | None = None) -> list:
             pool.events.emit("warning", message=f"cluster {entry.id} could not be kept: "
                              f"{error.diagnosis.problem}")
             continue
+        entry.pinned = pinned or getattr(entry, "pinned", False)
         registry.save(_record(pool, entry, ttl, name))
         pool.allocator.handover(entry.ports)
         entry.ports = []
@@ -73,7 +84,7 @@ def _record(pool, entry, ttl: float, name: str | None) -> dict:
         "project": project_of(pool.config), "network": entry.network,
         "env": [list(kv) for kv in entry.env], "port_names": sorted(entry.port_names),
         "key": first["key"], "host": first["host"], "tmpdir": str(entry.tmpdir),
-        "owner_pid": None,
+        "owner_pid": None, "pinned": getattr(entry, "pinned", False),
         "nodes": [{"name": n.name, "index": n.index, "pid": n.pid,
                    "control_port": n.process.control_port, "ports": n.ports,
                    "log_path": str(n.log_path)} for n in entry.nodes],
@@ -111,6 +122,8 @@ def adopt(pool, requirement):
         entry.adopted = True
         entry.reused_from_previous_run = True
         entry.kept_name = record.get("name")
+        entry.pinned = bool(record.get("pinned"))
+        entry.kept_ttl = float(record.get("ttl") or 600.0)
         record["owner_pid"] = os.getpid()
         pool.registry.save(record)
         pool.entries.append(entry)

@@ -244,7 +244,10 @@ def _ip(lines: list[str], netns: str | None = None, force: bool = False,
 
 
 def _open_tun(name: str) -> int:
-    fd = os.open("/dev/net/tun", os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        fd = os.open("/dev/net/tun", os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        raise _CommandError("open /dev/net/tun", str(exc)) from None
     try:
         fcntl.ioctl(fd, _TUNSETIFF, struct.pack("16sH22x", name.encode(), _IFF_TUN | _IFF_NO_PI))
     except OSError as exc:
@@ -374,10 +377,12 @@ class NetnsNetwork:
 
     def address(self, node: Any) -> str:
         """The address of ``node`` in its namespace."""
+        self._check_node(_name(node), "address")
         return self._nodes[_name(node)].address
 
     def namespace(self, node: Any) -> str:
         """The name of the network namespace of ``node`` (for ``ip netns exec``)."""
+        self._check_node(_name(node), "namespace")
         return self._nodes[_name(node)].namespace
 
     def add_route(self, observer: Any, peer: Any, port_name: str,
@@ -511,7 +516,8 @@ class NetnsNetwork:
         self.close()
 
     def __repr__(self) -> str:
-        state = "closed" if self._closed else f"{len(self._nodes)} nodes on {self.subnet}"
+        subnet = getattr(self, "subnet", None)
+        state = "closed" if self._closed else f"{len(self._nodes)} nodes on {subnet}"
         return f"<NetnsNetwork {self.cluster_id}, {state}, {len(self.faults())} faults>"
 
     # -- helpers (the caller holds self._lock) ---------------------------------------

@@ -163,18 +163,11 @@ class ClusterPool:
         except Exception:  # an unusable state directory must not stop port allocation
             return set()
 
-    def keep(self, ttl: float, name: str | None = None) -> list[str]:
+    def keep(self, ttl: float, name: str | None = None, pinned: bool = False,
+             only: list | None = None) -> list[str]:
         """Leave idle clusters running for later runs (see clusters/kept.py)."""
         with self._lock:
-            remote = [e for e in self.entries if e.hosts]
-            for entry in remote:
-                self.events.emit("warning", message=f"cluster {entry.id} runs on SSH hosts and "
-                                 "is not kept: its nodes end with this run")
-            self.entries = [e for e in self.entries if not e.hosts]
-            try:
-                entries = kept.keep(self, ttl, name)
-            finally:
-                self.entries.extend(remote)
+            entries = kept.keep(self, ttl, name, pinned, only)
             for entry in entries:
                 self.kept_ids.add(entry.id)
                 self._kept_pids.update(n.pid for n in entry.nodes)
@@ -191,13 +184,16 @@ class ClusterPool:
     def stop_idle(self, key: tuple) -> None:
         """Stop idle clusters of compatibility ``key`` (no later class needs them)."""
         with self._lock:
-            self._stop_entries([e for e in self.entries if not e.busy and e.key == key])
+            self._stop_entries([e for e in self.entries if not e.busy and e.key == key
+                                and not getattr(e, "pinned", False)])  # kept at shutdown
 
     def shutdown(self) -> None:
-        """Stop every cluster this pool started."""
+        """Stop every cluster this pool started; pinned kept clusters are kept again."""
         if self.log_tailer is not None:
             self.log_tailer.stop()
         with self._lock:
+            for entry in [e for e in self.entries if getattr(e, "pinned", False) and not e.busy]:
+                self.keep(entry.kept_ttl, only=[entry])
             self._closed = True
             self._stop_entries(list(self.entries))
             self.allocator.release_all()
