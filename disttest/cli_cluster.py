@@ -232,6 +232,10 @@ def cmd_clean(args, config) -> int:
         if fd is not None:
             allocator._unlock(port, fd)
             removed.append(f"port lock {port}")
+    from disttest.clusters.netns import cleanup_leftovers, unavailable
+
+    if unavailable() is None:
+        removed += [f"network namespace leftover {name}" for name in cleanup_leftovers()]
     for line in removed:
         print(f"removed {line}")
     if others:

@@ -10,13 +10,15 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import importlib
-import json
 import math
 import os
-import pathlib
 import sys
+from collections import namedtuple
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Mapping, NamedTuple, Optional, Tuple
+TYPE_CHECKING = False  # typing costs milliseconds of every run's start; annotations only
+if TYPE_CHECKING:
+    import pathlib
+    from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 from .environment import detect_ci
 from .errors import ConfigError
@@ -82,6 +84,8 @@ class Config:
 
     def state_path(self) -> pathlib.Path:
         """The state directory (registry of kept clusters), created with mode 0700."""
+        import pathlib
+
         path = pathlib.Path(self.state_dir) if self.state_dir else _platform_state_dir()
         try:
             path.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -100,6 +104,8 @@ class Config:
 
 def _platform_state_dir() -> pathlib.Path:
     import platformdirs  # only needed when something is kept across runs
+    import pathlib
+
     return pathlib.Path(platformdirs.user_state_dir("disttest"))
 
 
@@ -236,11 +242,8 @@ DEFAULTS: Dict[str, Any] = {f.name: f.default for f in dataclasses.fields(Config
                             if f.name in KEYS}
 
 
-class _Layer(NamedTuple):  # converted values from one source; ci layers apply in CI only
-    label: str
-    values: Dict[str, Any]
-    ci: bool = False
-    file: Optional[str] = None
+# Converted values from one source (label, values, ci, file); ci layers apply in CI only.
+_Layer = namedtuple("_Layer", "label values ci file", defaults=(False, None))
 
 
 def _unknown(location: str, key: str, env: bool = False, value: Any = None) -> ConfigError:
@@ -339,13 +342,13 @@ def _read_toml(directory: str, name: str, table_path: Tuple[str, ...]) -> Option
 
 def _read_ini(directory: str, name: str) -> Optional[List[_Layer]]:
     """Layers of the [disttest] and [disttest:ci] sections; None when there are none."""
-    import configparser
-
     path = os.path.join(directory, name)
     if not os.path.isfile(path):
         return None
     text = _read_text(path)
     # No DEFAULT section: its values would leak into [disttest] as unknown keys.
+    import configparser
+
     parser = configparser.ConfigParser(interpolation=None, default_section="\0",
                                        inline_comment_prefixes=("#", ";"))
     try:
@@ -509,6 +512,8 @@ def format_config(config: Config, as_json: bool = False) -> str:
     if as_json:
         settings = {key: {"value": list(getattr(config, key)) if key == "port_range"
                           else getattr(config, key), "source": source[key]} for key in KEYS}
+        import json
+
         return json.dumps({"project_root": config.project_root, "ci": config.ci,
                            "ci_provider": config.ci_provider, "files": list(config.config_files),
                            "settings": settings,

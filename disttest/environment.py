@@ -8,11 +8,11 @@ imported at module level; psutil is imported inside the function that needs it.
 """
 from __future__ import annotations
 
-import ipaddress
 import os
-import socket
 from dataclasses import dataclass
-from typing import Mapping, Optional, Tuple
+TYPE_CHECKING = False  # typing, socket and ipaddress cost milliseconds of every run's start
+if TYPE_CHECKING:
+    from typing import Mapping, Optional, Tuple
 
 __all__ = [
     "CI_PROVIDERS",
@@ -74,6 +74,9 @@ def resolve_host(host: str) -> Tuple[str, Optional[str]]:
     one). A name that does not resolve falls back to 127.0.0.1 with a warning
     instead of failing every cluster later with a less helpful error.
     """
+    import ipaddress
+    import socket
+
     literal = host.strip()
     if literal.startswith("[") and literal.endswith("]"):
         literal = literal[1:-1]

@@ -7,7 +7,9 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+TYPE_CHECKING = False  # typing is for annotations only: a plain run skips its import
+if TYPE_CHECKING:
+    from typing import Any, Callable
 
 
 @dataclass(frozen=True)

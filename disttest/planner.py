@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import sys
 import unittest
-from dataclasses import dataclass, field
-from typing import Iterable, Iterator
+TYPE_CHECKING = False  # typing is for annotations only: a plain run skips its import
+if TYPE_CHECKING:
+    from typing import Iterable, Iterator
 
-from disttest.requirements import Requirement
+    from disttest.requirements import Requirement
+
 
 __unittest = True
 
@@ -38,29 +40,31 @@ def iter_tests(suite) -> Iterator:
             yield item
 
 
-@dataclass
 class Unit:
     """Tests that must run together: one class, or one module with fixtures."""
 
-    tests: list = field(default_factory=list)
-    classes: list[type] = field(default_factory=list)
-    requirement: Requirement | None = None  # None: needs no cluster
+    # Plain classes, not dataclasses: building a dataclass costs about a
+    # millisecond at import, and every run imports this module.
+    def __init__(self) -> None:
+        self.tests: list = []
+        self.classes: list[type] = []
+        self.requirement: Requirement | None = None  # None: needs no cluster
 
     @property
     def label(self) -> str:
         return ", ".join(f"{c.__module__}.{c.__qualname__}" for c in self.classes)
 
 
-@dataclass
 class Group:
     """Consecutive classes served by one cluster requirement."""
 
-    requirement: Requirement
-    units: list[Unit] = field(default_factory=list)
-    action: str = "start"       # start | grow | reuse
-    cluster: int = 0            # which planned cluster (1-based)
-    last_of_cluster: bool = False
-    starts: int = 0             # clusters this group starts (one per class without reuse)
+    def __init__(self, requirement: Requirement, units: list[Unit] | None = None) -> None:
+        self.requirement = requirement
+        self.units: list[Unit] = list(units or [])
+        self.action = "start"         # start | grow | reuse
+        self.cluster = 0              # which planned cluster (1-based)
+        self.last_of_cluster = False
+        self.starts = 0               # clusters this group starts (one per class without reuse)
 
     @property
     def tests(self) -> list:
@@ -76,12 +80,15 @@ class Group:
         return [c for c in self.classes if is_cluster_class(c)]
 
 
-@dataclass
 class Plan:
-    plain: list[Unit]
-    groups: list[Group]
-    requirements: dict[type, Requirement]
-    reordered: bool
+    """Plain units first, then cluster groups in order."""
+
+    def __init__(self, plain: list[Unit], groups: list[Group],
+                 requirements: dict[type, Requirement], reordered: bool) -> None:
+        self.plain = plain
+        self.groups = groups
+        self.requirements = requirements
+        self.reordered = reordered
 
     @property
     def cluster_starts(self) -> int:

@@ -137,6 +137,14 @@ def run_checks(config) -> list[Check]:
     except Exception as exc:  # any failure here is the finding itself
         checks.append(Check("state directory", "fail", f"{exc}",
                             "set DISTTEST_STATE_DIR to a writable directory"))
+    from disttest.clusters.netns import unavailable
+
+    reason = unavailable()
+    checks.append(Check("netns", "ok" if reason is None else "warn",
+                        "network = \"netns\" is available" if reason is None else
+                        f"network = \"netns\" is not available: {reason}",
+                        "" if reason is None else
+                        "use network = \"proxy\", or run as root on Linux for netns"))
     checks.append(Check("ci", "ok", f"CI detected: {config.ci_provider}" if config.ci
                         else "not in CI (a developer machine)"))
     return checks

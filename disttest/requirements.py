@@ -12,7 +12,11 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping
+from collections.abc import Mapping
+
+TYPE_CHECKING = False  # typing is for annotations only: a plain run skips its import
+if TYPE_CHECKING:
+    from typing import Any, Iterable
 
 from disttest.errors import ConfigError
 
@@ -56,7 +60,10 @@ class Requirement:
         return dataclasses.replace(self, size=size)
 
     def as_simulated(self) -> "Requirement":
-        return dataclasses.replace(self, simulated=True, hosts=())  # threads run here
+        # Simulated nodes share the test process's network: namespaces cannot
+        # separate them, proxies still can.
+        network = "proxy" if self.network == "netns" else self.network
+        return dataclasses.replace(self, simulated=True, network=network, hosts=())  # threads run here
 
     def describe(self) -> str:
         parts = [f"{self.size} node{'s' if self.size != 1 else ''}"]

@@ -8,22 +8,31 @@ from __future__ import annotations
 
 import time
 import unittest
-from dataclasses import dataclass, field
 
 __unittest = True
 
 
-@dataclass
 class TestRecord:
-    id: str
-    outcome: str = "passed"
-    duration_s: float = 0.0
-    cluster: str | None = None
-    message: str = ""
-    classname: str = ""
-    name: str = ""
-    details: str = ""
-    subtests: list = field(default_factory=list)
+    """One test's outcome for the reports (a plain class: cheap to import and make)."""
+
+    __slots__ = ("id", "outcome", "duration_s", "cluster", "message", "classname", "name",
+                 "details", "subtests")
+
+    def __init__(self, id: str, outcome: str = "passed", duration_s: float = 0.0,
+                 cluster: str | None = None, message: str = "", classname: str = "",
+                 name: str = "", details: str = "", subtests: list | None = None) -> None:
+        self.id = id
+        self.outcome = outcome
+        self.duration_s = duration_s
+        self.cluster = cluster
+        self.message = message
+        self.classname = classname
+        self.name = name
+        self.details = details
+        self.subtests = [] if subtests is None else subtests
+
+    def __repr__(self) -> str:
+        return f"TestRecord({self.id!r}, {self.outcome!r})"
 
 
 def cluster_of(test) -> object | None:

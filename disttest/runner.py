@@ -12,42 +12,41 @@ import signal
 import sys
 import threading
 import unittest
-from dataclasses import dataclass, field
 
-from disttest import session as _session
-from disttest import sharding
 from disttest.errors import DisttestError
-from disttest.events import EventBus
 from disttest.loader import SkippedTest, select
 from disttest.planner import is_cluster_class, iter_tests, plan as make_plan
-from disttest.report import json_report, junit
-from disttest.report.colors import Painter, color_enabled
-from disttest.report.failures import FailureLogs
-from disttest.report.console import ConsoleProgress, closing_line, render_summary
-from disttest.report.stats import RunStats
-from disttest.requirements import Requirement
 from disttest.result import DistributedTestResult, RunCheck
+
+# Reports, events and sharding are imported where they are used: a suite that
+# never touches clusters runs without them (see ``DistributedTestRunner.run``).
 
 __unittest = True
 
 
-@dataclass
 class RunOptions:
-    """What ``python -m disttest`` adds to unittest's options."""
+    """What ``python -m disttest`` adds to unittest's options (keyword arguments)."""
 
-    only: list[str] = field(default_factory=list)
-    exclude: list[str] = field(default_factory=list)
-    no_distributed: bool = False
-    force_cluster: bool = False
+    only: list[str] = []
+    exclude: list[str] = []
+    no_distributed = force_cluster = cluster_debug = simulate = False
+    keep_cluster = strict_cleanup = False
     cluster_size: int | None = None
     fallback: str | None = None
     json_report: str | None = None
     junit_xml: str | None = None
-    cluster_debug: bool = False
-    simulate: bool = False
-    keep_cluster: bool = False
-    strict_cleanup: bool = False
     shard: tuple[int, int] | None = None
+
+    def __init__(self, **options) -> None:
+        for name, value in options.items():
+            if not hasattr(RunOptions, name) or name.startswith("_"):
+                raise TypeError(f"RunOptions got an unknown option {name!r}")
+            setattr(self, name, value)
+        self.only = list(self.only)
+        self.exclude = list(self.exclude)
+
+    def __repr__(self) -> str:
+        return f"RunOptions({vars(self)!r})"
 
 
 class RunnerTerminated(KeyboardInterrupt):
@@ -66,7 +65,7 @@ class DistributedTestRunner(unittest.TextTestRunner):
         self.config = config
         self.options = options or RunOptions()
         self.last_result: DistributedTestResult | None = None
-        self.stats: RunStats | None = None
+        self.stats = None  # RunStats of the last run
 
     def _makeResult(self):
         result = super()._makeResult()
@@ -76,6 +75,8 @@ class DistributedTestRunner(unittest.TextTestRunner):
 
     def _finish_clusters(self, result) -> None:
         """Keep or stop every cluster, then prove nothing of ours is left."""
+        from disttest import session as _session
+
         session = _session.peek()
         if session is None or session._pool is None:
             return
@@ -106,14 +107,37 @@ class DistributedTestRunner(unittest.TextTestRunner):
             self.config = load_config()
         return self.config
 
+    def _plain_run(self, config, tests: list) -> bool:
+        """True when nothing of disttest's is wanted: no test module refers to
+        disttest, and no selection, shard, forced cluster or report was asked for."""
+        options = self.options
+        if (options.only or options.exclude or options.shard or options.force_cluster
+                or options.json_report or config.json_report or options.junit_xml
+                or config.junit_xml or "disttest.case" in sys.modules):
+            return False
+        modules = {type(t).__module__ for t in tests}
+        return not any(_refers_to_disttest(sys.modules.get(name)) for name in modules)
+
     def run(self, test):
         config = self._config()
+        tests = list(iter_tests(test))
+        if self._plain_run(config, tests):
+            # Exactly unittest's run, at unittest's cost.
+            self.resultclass = unittest.TextTestResult
+            return super().run(test)
+        from disttest import session as _session
+        from disttest.events import EventBus
+        from disttest.report.colors import Painter, color_enabled
+        from disttest.report.console import ConsoleProgress
+        from disttest.report.failures import FailureLogs
+        from disttest.report.stats import RunStats
+        from disttest.requirements import Requirement
+
         options = self.options
         events = EventBus()
         stats = self.stats = RunStats()
         events.subscribe(stats.on_event)
 
-        tests = list(iter_tests(test))
         selected, filtered = select(tests, options.only, options.exclude)
         reason = _skip_reason(options, config)
         has_cluster_tests = any(is_cluster_class(type(t)) for t in selected)
@@ -123,6 +147,8 @@ class DistributedTestRunner(unittest.TextTestRunner):
             filtered = True
         plan = make_plan(selected, self.requirement_for, reuse=config.reuse_clusters)
         if options.shard:
+            from disttest import sharding
+
             plan = sharding.shard(plan, *options.shard,
                                   sharding.load_durations(sharding.durations_path(config)))
         if not plan.reordered and not filtered:
@@ -162,7 +188,9 @@ class DistributedTestRunner(unittest.TextTestRunner):
                 failure_logs.annotations()
         return result
 
-    def requirement_for(self, cls: type, methods: list[str]) -> Requirement | None:
+    def requirement_for(self, cls: type, methods: list[str]):
+        from disttest import session as _session
+
         try:
             requirement = _session.class_requirement(cls, self._config(),
                                                      self.options.cluster_size, methods)
@@ -177,7 +205,9 @@ class DistributedTestRunner(unittest.TextTestRunner):
         result.mid_line = False
         return True
 
-    def _report(self, result, stats: RunStats, paint: Painter, plan, config) -> None:
+    def _report(self, result, stats, paint, plan, config) -> None:
+        from disttest.report.console import closing_line, render_summary
+
         if result is None:
             return
         # Classes a cluster actually served: not the plan's, which also counts classes
@@ -191,15 +221,34 @@ class DistributedTestRunner(unittest.TextTestRunner):
             self.stream.flush()
         path = self.options.json_report or config.json_report
         if path:
+            from disttest.report import json_report
+
             json_report.write(path, json_report.build(result, stats, config))
         path = self.options.junit_xml or config.junit_xml
         if path:
+            from disttest.report import junit
+
             junit.write(path, result, stats, config)
-        if result.records:
+        if result.records and (self.options.shard or config.durations_file):
+            # History for balancing shards: kept where sharding asks for it.
+            from disttest import sharding
+
             try:
                 sharding.save_durations(sharding.durations_path(config), result, stats)
             except (OSError, DisttestError) as error:  # history is a help, never a failure
                 self.stream.writeln(f"disttest: could not record durations: {error}")
+
+
+def _refers_to_disttest(module) -> bool:
+    """Does a test module use disttest (the package, a submodule, or a name from it)?"""
+    if module is None:
+        return False
+    for value in vars(module).values():
+        name = getattr(value, "__name__", "") if isinstance(value, type(sys)) else \
+            getattr(value, "__module__", "") or ""
+        if name == "disttest" or name.startswith("disttest."):
+            return True
+    return False
 
 
 def _skip_reason(options: RunOptions, config) -> str | None:

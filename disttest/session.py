@@ -13,7 +13,9 @@ import contextlib
 import signal
 import threading
 from collections import Counter
-from typing import Iterator
+TYPE_CHECKING = False  # typing is for annotations only: a plain run skips its import
+if TYPE_CHECKING:
+    from typing import Iterator
 
 from disttest.events import EventBus
 from disttest.requirements import Requirement, requirement_of, with_configured_hosts

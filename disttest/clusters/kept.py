@@ -39,9 +39,12 @@ def keep(pool, ttl: float, name: str | None = None, pinned: bool = False,
     kept = []
     candidates = only if only is not None else pool.entries
     for entry in [e for e in candidates if not e.busy and not e.fresh and not e.simulated]:
-        if entry.hosts:  # its nodes' lifetime is their SSH sessions'
-            pool.events.emit("warning", message=f"cluster {entry.id} runs on SSH hosts and "
-                             "is not kept: its nodes end with this run")
+        if entry.hosts or entry.faults is not None:
+            # SSH nodes live as long as their sessions; proxies and namespaces
+            # belong to this process: none of them can outlive the run.
+            why = "runs on SSH hosts" if entry.hosts else f"uses network {entry.network!r}"
+            pool.events.emit("warning", message=f"cluster {entry.id} {why} and is not kept: "
+                             "its nodes end with this run")
             continue
         record_path = registry.path(entry.id)
         try:

@@ -108,7 +108,12 @@ def cleanup_leftovers() -> list[str]:
     if not sys.platform.startswith("linux") or os.geteuid() != 0 or _tool("ip") is None:
         return []
     with _machine_lock():
-        return _remove_leftovers()
+        try:
+            return _remove_leftovers()
+        except _CommandError as exc:
+            raise NetworkModeError("could not list network namespaces and links", str(exc),
+                                   ["check that `ip netns list` and `ip -j link` work"],
+                                   kind="netns-command") from None
 
 
 def _remove_leftovers() -> list[str]:
@@ -156,11 +161,15 @@ def _owner(pid: int | None = None) -> str:
 
 
 def _start_time(pid: int) -> int | None:
+    """When process ``pid`` started (clock ticks after boot); None if it does not run."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
-            return int(f.read().rsplit(b")", 1)[1].split()[19])
-    except (OSError, ValueError, IndexError):
+            fields = f.read().rsplit(b")", 1)[1].split()
+    except OSError:
         return None
+    if len(fields) < 20 or fields[0] in (b"Z", b"X"):  # a zombie has ended
+        return None
+    return int(fields[19])
 
 
 def _owner_alive(owner: str) -> bool:
@@ -332,20 +341,20 @@ class NetnsNetwork:
         self._finalizer = weakref.finalize(self, _teardown, self._resources, self._line)
         self.bridge = f"dtb{self._tag}"
         with _machine_lock():
-            removed = _remove_leftovers()
-            subnet = _free_subnet()
-            if subnet is None:
-                self.close()
-                raise ClusterStartError(
-                    f"no free /24 left in {SUBNETS} for a netns cluster",
-                    "every one of them holds an address or a route of this machine",
-                    ["stop other netns clusters, or remove the routes that cover "
-                     f"{SUBNETS}"], kind="netns-setup")
-            self.subnet = subnet
-            hosts = [str(h) for h in subnet.hosts()]
-            self.gateway, self._free = hosts[0], hosts[1:]
-            self._resources.bridge = self.bridge
             try:
+                removed = _remove_leftovers()
+                subnet = _free_subnet()
+                if subnet is None:
+                    self.close()
+                    raise ClusterStartError(
+                        f"no free /24 left in {SUBNETS} for a netns cluster",
+                        "every one of them holds an address or a route of this machine",
+                        ["stop other netns clusters, or remove the routes that cover "
+                         f"{SUBNETS}"], kind="netns-setup")
+                self.subnet = subnet
+                hosts = [str(h) for h in subnet.hosts()]
+                self.gateway, self._free = hosts[0], hosts[1:]
+                self._resources.bridge = self.bridge
                 _ip([f"link add {self.bridge} type bridge",
                      f"link set {self.bridge} alias {self._alias}",
                      f"addr add {self.gateway}/{subnet.prefixlen} dev {self.bridge}",

@@ -3,8 +3,9 @@
 * ``direct``: every node sees every peer's real address; nothing can be cut.
 * ``proxy``: every node reaches every peer port through a TCP proxy of the
   controller (clusters/proxy.py), so faults need no privileges.
-* ``netns``: every node has its own network namespace and address, and faults
-  are routes and queueing disciplines in the kernel (clusters/netns.py).
+* ``netns``: every node has its own network namespace and address; faults are
+  routes in the kernel and, for drops and delays, a TUN "delay line" owned by
+  the controller (clusters/netns.py).
 
 A mode is an object with the fault API (partition, isolate, cut, delay, heal,
 faults, history, close) plus ``add_route``/``routes_for``; ``direct`` has none.
