@@ -10,11 +10,9 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import importlib
-import math
 import os
 import sys
 from collections import namedtuple
-from dataclasses import dataclass, field
 TYPE_CHECKING = False  # typing costs milliseconds of every run's start; annotations only
 if TYPE_CHECKING:
     import pathlib
@@ -43,39 +41,56 @@ def _default_sources() -> Dict[str, str]:
     return {key: "default" for key in KEYS}
 
 
-@dataclass(frozen=True)
-class Config:
-    """Every resolved setting; the timeouts are effective values (already ×CI)."""
+# Every setting and its default, in the order they are documented.
+_FIELDS: Dict[str, Any] = {
+    "auto_cluster": True, "reuse_clusters": True, "default_cluster_size": 3,
+    "max_cluster_size": 16, "startup_timeout": 30.0, "cleanup_timeout": 10.0,
+    "call_timeout": 120.0, "port_range": (20000, 29999), "host": "127.0.0.1",
+    "fallback": None, "startup_retries": 2, "retry_backoff": 0.5, "keep_clusters_ttl": 0.0,
+    "timeout_multiplier": 2.0, "junit_xml": None, "json_report": None,
+    "verbose_cluster_logs": False, "save_cluster_logs": None, "state_dir": None,
+    "durations_file": None, "launcher": "local", "hosts": (), "ssh_options": (),
+    "remote_python": None,
+    # Resolved, not settings:
+    "ci": False, "ci_provider": None, "project_root": None, "config_files": (),
+}
 
-    auto_cluster: bool = True
-    reuse_clusters: bool = True
-    default_cluster_size: int = 3
-    max_cluster_size: int = 16
-    startup_timeout: float = 30.0
-    cleanup_timeout: float = 10.0
-    call_timeout: float = 120.0
-    port_range: Tuple[int, int] = (20000, 29999)
-    host: str = "127.0.0.1"
-    fallback: Optional[str] = None
-    startup_retries: int = 2
-    retry_backoff: float = 0.5
-    keep_clusters_ttl: float = 0.0
-    timeout_multiplier: float = 2.0
-    junit_xml: Optional[str] = None
-    json_report: Optional[str] = None
-    verbose_cluster_logs: bool = False
-    save_cluster_logs: Optional[str] = None
-    state_dir: Optional[str] = None
-    durations_file: Optional[str] = None
-    launcher: str = "local"
-    hosts: Tuple[str, ...] = ()
-    ssh_options: Tuple[str, ...] = ()
-    remote_python: Optional[str] = None
-    ci: bool = False
-    ci_provider: Optional[str] = None
-    project_root: Optional[str] = None
-    config_files: Tuple[str, ...] = ()
-    sources: Mapping[str, str] = field(default_factory=_default_sources, hash=False)
+
+class Config:
+    """Every resolved setting; the timeouts are effective values (already ×CI).
+
+    Immutable. A plain class rather than a dataclass: every run builds this
+    module, and generating a 29-field frozen dataclass costs milliseconds.
+    ``sources`` maps each setting to where its value came from.
+    """
+
+    __slots__ = tuple(_FIELDS) + ("sources",)
+
+    def __init__(self, **values: Any) -> None:
+        unknown = set(values) - set(_FIELDS) - {"sources"}
+        if unknown:
+            raise TypeError(f"Config() got unknown settings: {', '.join(sorted(unknown))}")
+        for name, default in _FIELDS.items():
+            object.__setattr__(self, name, values.get(name, default))
+        object.__setattr__(self, "sources", values.get("sources") or _default_sources())
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise dataclasses.FrozenInstanceError(f"cannot assign to field {name!r}: Config is "
+                                              "immutable (use config.replace(...))")
+
+    __delattr__ = __setattr__
+
+    def _values(self) -> tuple:
+        return tuple(getattr(self, name) for name in _FIELDS)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Config) and self._values() == other._values()
+
+    def __hash__(self) -> int:
+        return hash(self._values())
+
+    def __repr__(self) -> str:
+        return "Config(" + ", ".join(f"{n}={getattr(self, n)!r}" for n in _FIELDS) + ")"
 
     @property
     def effective_fallback(self) -> str:
@@ -99,7 +114,9 @@ class Config:
         """A copy with ``changes`` applied; changed settings are marked "set by code"."""
         if "sources" not in changes:
             changes["sources"] = {**self.sources, **{k: "set by code" for k in changes}}
-        return dataclasses.replace(self, **changes)
+        values = {name: getattr(self, name) for name in self.__slots__}
+        values.update(changes)
+        return Config(**values)
 
 
 def _platform_state_dir() -> pathlib.Path:
@@ -129,7 +146,8 @@ def _number(kind: type, minimum: float, inclusive: bool = True) -> Callable[[Any
             value = kind(value.strip())  # ValueError for "abc" (and "1.5" for an int)
         if isinstance(value, bool) or not isinstance(value, int if kind is int else (int, float)):
             raise ValueError("")
-        if not math.isfinite(value) or value < minimum or (value == minimum and not inclusive):
+        finite = value == value and value not in (float("inf"), float("-inf"))
+        if not finite or value < minimum or (value == minimum and not inclusive):
             raise ValueError("")
         return kind(value)
     return convert
@@ -238,8 +256,8 @@ _SPECS: Dict[str, Tuple[Callable[[Any], Any], str, str]] = {
 }
 KEYS: Tuple[str, ...] = tuple(_SPECS)
 DOCS: Dict[str, str] = {key: spec[2] for key, spec in _SPECS.items()}
-DEFAULTS: Dict[str, Any] = {f.name: f.default for f in dataclasses.fields(Config)
-                            if f.name in KEYS}
+DEFAULTS: Dict[str, Any] = {name: default for name, default in _FIELDS.items()
+                            if name in KEYS}
 
 
 # Converted values from one source (label, values, ci, file); ci layers apply in CI only.

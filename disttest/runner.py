@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import signal
 import sys
-import threading
 import unittest
 
 from disttest.errors import DisttestError
@@ -268,6 +267,8 @@ class _termination_signals:
 
     def __enter__(self):
         self.previous = {}
+        import threading  # here: a plain run never needs it
+
         if threading.current_thread() is threading.main_thread():
             for signum in self.SIGNALS:
                 self.previous[signum] = signal.signal(signum, self._raise)

@@ -19,8 +19,13 @@ from tests.test_failures import free_range, listen_on
 
 LINE = re.compile(r"^(OK|WARN|FAIL)\s{2,}(\S+(?: \S+)?)\s{2,}(.*)$")
 FIX = re.compile(r"^\s+fix: (.+)$")
+# The checks every machine gets, in this order (a newer check may come between them).
 CHECKS = ["host", "node", "ports", "memory", "cpus", "open files", "processes",
           "state directory", "netns", "ci"]
+
+
+def core(names: list[str]) -> list[str]:
+    return [name for name in names if name in CHECKS]
 
 
 def tearDownModule():
@@ -68,7 +73,7 @@ class Preflight(unittest.TestCase):
         proc = self.preflight()
         self.assertEqual(proc.returncode, 0, proc.stdout + proc.stderr)
         checks, last = parse(proc.stdout)
-        self.assertEqual([c[1] for c in checks], CHECKS)
+        self.assertEqual(core([c[1] for c in checks]), CHECKS)
         self.assertEqual({c[0] for c in checks} - {"OK", "WARN"}, set(), proc.stdout)
         self.assertEqual(last, "preflight: all checks passed")
         node = dict((c[1], c[2]) for c in checks)["node"]
@@ -102,7 +107,7 @@ class Preflight(unittest.TestCase):
         self.assertEqual(proc.returncode, 0, proc.stdout + proc.stderr)
         document = json.loads(proc.stdout)
         self.assertIs(document["ok"], True)
-        self.assertEqual([c["name"] for c in document["checks"]], CHECKS)
+        self.assertEqual(core([c["name"] for c in document["checks"]]), CHECKS)
         for check in document["checks"]:
             self.assertEqual(set(check), {"name", "status", "detail", "fix"})
             self.assertIn(check["status"], ("ok", "warn"))

@@ -39,7 +39,8 @@ from disttest.events import EventBus
 from disttest.requirements import Requirement, with_configured_hosts
 
 # Failures that another attempt cannot fix.
-_NOT_RETRIED = {"spawn-executable", "resources", "config", "netns-unavailable", "ssh-auth"}
+_NOT_RETRIED = {"spawn-executable", "spawn-cwd", "resources", "config", "netns-unavailable",
+                "ssh-auth"}
 
 
 class Entry:
