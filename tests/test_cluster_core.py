@@ -502,6 +502,14 @@ class PoolTests(unittest.TestCase):
     def kinds(self):
         return [e.kind for e in self.events]
 
+    def test_node_env_reaches_the_interpreter_itself(self):
+        # PYTHON* variables act at interpreter start: node_env must be in the
+        # process's environment, not only applied by the agent afterwards.
+        cluster = self.pool.acquire(Requirement(size=1, env=(("PYTHONOPTIMIZE", "1"),)))
+        self.addCleanup(self.pool.release, cluster)
+        self.assertEqual(cluster[0].call(eval, "__import__('sys').flags.optimize"), 1)
+        self.assertEqual(cluster[0].call(os.getenv, "PYTHONOPTIMIZE"), "1")
+
     def test_equal_requirements_reuse_one_start(self):
         requirement = Requirement(size=2)
         first = self.pool.acquire(requirement)

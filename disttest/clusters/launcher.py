@@ -163,7 +163,8 @@ class LocalLauncher:
                         popen = subprocess.Popen(
                             list(boot.get("exec_prefix", ())) + self.command(),
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=log, cwd=boot["cwd"], env=env, start_new_session=True)
+                            stderr=log, cwd=boot["cwd"], env={**env, **boot.get("env", {})},
+                            start_new_session=True)
                     except OSError as exc:
                         raise _spawn_error(exc, boot["name"], self.executable,
                                            boot["cwd"]) from None
