@@ -95,7 +95,8 @@ class DistributedTestProgram(unittest.TestProgram):
         group.add_argument("--shard", type=_shard, metavar="K/N",
                            help="run the K-th of N shards (a cluster's classes stay together)")
         group.add_argument("--durations-file", metavar="PATH",
-                           help="class durations used to balance shards (read and updated)")
+                           help="class durations that balance shards: recorded by a whole run, "
+                                "read by --shard runs")
         group.add_argument("--plan", action="store_true",
                            help="print the groups and clusters that would start; run nothing")
         group.add_argument("--json-report", metavar="PATH",

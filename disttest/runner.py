@@ -228,8 +228,10 @@ class DistributedTestRunner(unittest.TextTestRunner):
             from disttest.report import junit
 
             junit.write(path, result, stats, config)
-        if result.records and (self.options.shard or config.durations_file):
-            # History for balancing shards: kept where sharding asks for it.
+        if result.records and config.durations_file and not self.options.shard:
+            # History for balancing shards, recorded by whole runs only: the shards
+            # of one selection must all see the same history, or they would
+            # disagree on who runs what.
             from disttest import sharding
 
             try:

@@ -3,9 +3,10 @@
 The unit of assignment is a *chain*: every plan group served by one planned
 cluster, so a shard never starts a cluster that another shard also starts for
 the same classes; plain units (a class, or a module with fixtures) are
-assigned one by one. Weights come from the durations recorded by earlier
-runs (class run times plus cluster start-up), or from test counts when there
-is no history for every item. Assignment is greedy, heaviest first, ties
+assigned one by one. Weights come from the durations recorded by an earlier
+whole run (class run times plus cluster start-up), or from test counts when
+there is no history for every item. Sharded runs never write the history:
+every shard of a selection must see the same one. Assignment is greedy, heaviest first, ties
 broken by name, so the same selection and history always give the same
 shards, and the union of the N shards is exactly the selection.
 """
