@@ -21,8 +21,9 @@ class LogTailer:
         while not self._stop.wait(self.interval):
             self.poll()
 
-    def poll(self) -> None:
-        for entry in list(self.pool.entries):
+    def poll(self, entries=None) -> None:
+        """Emit the complete lines written since the last poll (of ``entries``, or all)."""
+        for entry in list(self.pool.entries if entries is None else entries):
             for node in list(entry.nodes):
                 self._read(entry.id, node)
 

@@ -46,6 +46,8 @@ def stop_entries(pool, entries: list) -> None:
                                     "them and were killed")
         if entry.faults is not None:
             entry.faults.close()
+        if pool.log_tailer is not None:  # the last lines, before the logs go
+            pool.log_tailer.poll([entry])
         pool.allocator.release(entry.ports)
         saved = save_logs(pool, entry)
         shutil.rmtree(entry.tmpdir, ignore_errors=True)
