@@ -1,8 +1,9 @@
 """Command line: the test run (``python -m disttest [unittest args]``) and subcommands.
 
-``python -m disttest config`` prints the effective configuration and
-``python -m disttest preflight`` checks the machine; every other first word is
-handed to the unittest-compatible test program.
+``python -m disttest config`` prints the effective configuration,
+``python -m disttest preflight`` checks the machine and
+``python -m disttest cluster ...`` manages kept clusters; every other first
+word is handed to the unittest-compatible test program.
 """
 from __future__ import annotations
 
@@ -21,8 +22,10 @@ def _config_command(argv: list[str]) -> int:
                                      description="Print every effective setting and its source.")
     parser.add_argument("--json", action="store_true", help="print JSON for machines")
     ci = parser.add_mutually_exclusive_group()
-    ci.add_argument("--ci", dest="ci", action="store_const", const=True)
-    ci.add_argument("--no-ci", dest="ci", action="store_const", const=False)
+    ci.add_argument("--ci", dest="ci", action="store_const", const=True,
+                    help="show the settings a run in CI mode would use")
+    ci.add_argument("--no-ci", dest="ci", action="store_const", const=False,
+                    help="show the settings a run outside CI mode would use")
     args = parser.parse_args(argv)
     print(format_config(load_config(ci=args.ci), as_json=args.json))
     return 0

@@ -40,9 +40,10 @@ def cmd_start(args, config) -> int:
     from disttest.clusters.pool import ClusterPool
     from disttest.requirements import Requirement, check_ports, check_size
 
-    size = check_size(args.size or config.default_cluster_size, "--size", "size",
-                      config.max_cluster_size)
-    ports = check_ports(tuple(args.ports.split(",")) if args.ports else ("app",), "--ports")
+    size = check_size(args.size or config.default_cluster_size, "command line --size",
+                      "--size", config.max_cluster_size)
+    ports = check_ports(tuple(args.ports.split(",")) if args.ports else ("app",),
+                        "command line --ports")
     if args.name and Registry(config.state_path()).find(args.name):
         sys.stderr.write(f"disttest: error: a kept cluster named {args.name!r} exists already "
                          f"(stop it first: python -m disttest cluster stop {args.name})\n")
@@ -67,7 +68,8 @@ def cmd_start(args, config) -> int:
         sys.stderr.write("disttest: error: the cluster started but could not be kept\n")
         return 1
     name = args.name or entry.id
-    print(f"cluster {name} ({entry.id}): {size} node(s) kept for {ttl:g}s of idleness")
+    named = f"{name} ({entry.id})" if args.name else name
+    print(f"cluster {named}: {size} node(s), kept until idle for {ttl:g}s")
     for node in entry.nodes:
         ports_text = ", ".join(f"{k}={v}" for k, v in node.ports.items())
         print(f"  {node.name}  pid {node.pid}  {node.host}  {ports_text}")
@@ -114,7 +116,9 @@ def cmd_logs(args, config) -> int:
     _path, record = found
     nodes = [n for n in record["nodes"] if args.node is None or n["index"] == args.node]
     if not nodes:
-        sys.stderr.write(f"disttest: error: cluster {args.name} has no node {args.node}\n")
+        indexes = ", ".join(str(n["index"]) for n in record["nodes"])
+        sys.stderr.write(f"disttest: error: cluster {args.name} has no node {args.node} "
+                         f"(--node takes a node index: {indexes})\n")
         return 2
     offsets = {}
     for node in nodes:
@@ -151,7 +155,8 @@ def cmd_stop(args, config) -> int:
             return 2
         targets = [found]
     else:
-        sys.stderr.write("disttest: error: name a cluster or use --all\n")
+        sys.stderr.write("disttest: error: cluster stop needs the name of a kept cluster, "
+                         "or --all (see: python -m disttest cluster status)\n")
         return 2
     for path, record in targets:
         stopped = kept.stop_record(record, config.cleanup_timeout)
@@ -251,22 +256,35 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m disttest cluster",
                                      description="Manage clusters kept between runs.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    start = sub.add_parser("start", help="start a cluster and keep it for later runs")
-    start.add_argument("--size", type=int, help="number of nodes (default: default_cluster_size)")
-    start.add_argument("--name", help="a name to refer to it by")
-    start.add_argument("--ports", help="comma-separated port names (default: app)")
-    start.add_argument("--ttl", type=float, default=None,
+    start = sub.add_parser("start", help="start a cluster and keep it for later runs",
+                           description="Start a cluster and keep it: the next run of this "
+                                       "project uses it instead of starting one.")
+    start.add_argument("--size", type=int, metavar="N",
+                       help="number of nodes (default: default_cluster_size)")
+    start.add_argument("--name", help="a name to refer to it by (default: its cluster id)")
+    start.add_argument("--ports", metavar="NAMES",
+                       help="comma-separated port names for every node (default: app)")
+    start.add_argument("--ttl", type=float, default=None, metavar="SECONDS",
                        help="seconds of idleness before it ends itself "
                             "(default: keep_clusters_ttl, else 3600)")
-    sub.add_parser("status", help="every kept cluster and its nodes")
-    logs = sub.add_parser("logs", help="a kept cluster's node logs")
-    logs.add_argument("name")
-    logs.add_argument("--node", type=int, help="only the node with this index")
-    logs.add_argument("--follow", "-f", action="store_true", help="keep printing new lines")
-    stop = sub.add_parser("stop", help="stop a kept cluster")
-    stop.add_argument("name", nargs="?")
+    sub.add_parser("status", help="list every kept cluster and its nodes",
+                   description="List every kept cluster: size, age, idle time, live nodes, "
+                               "memory and ports.")
+    logs = sub.add_parser("logs", help="print a kept cluster's node logs",
+                          description="Print the logs of a kept cluster's nodes, each line "
+                                      "prefixed with its node.")
+    logs.add_argument("name", help="the cluster's name or id (see: cluster status)")
+    logs.add_argument("--node", type=int, metavar="INDEX",
+                      help="only the node with this index (0 is node-0)")
+    logs.add_argument("--follow", "-f", action="store_true",
+                      help="keep printing new lines until Ctrl-C")
+    stop = sub.add_parser("stop", help="stop a kept cluster",
+                          description="Stop a kept cluster (or every one with --all).")
+    stop.add_argument("name", nargs="?", help="the cluster's name or id (see: cluster status)")
     stop.add_argument("--all", action="store_true", help="stop every kept cluster")
-    sub.add_parser("clean", help="stop everything no live run owns and remove leftovers")
+    sub.add_parser("clean", help="stop everything no live run owns and remove leftovers",
+                   description="Stop kept clusters and node processes that no live run owns, "
+                               "and remove leftover temporary directories and port locks.")
     args = parser.parse_args(argv)
     config = load_config()
     return {"start": cmd_start, "status": cmd_status, "logs": cmd_logs, "stop": cmd_stop,

@@ -428,7 +428,8 @@ def _resolve_ci(ci: Optional[bool], environ: Mapping[str, str]) -> Tuple[bool, O
         try:
             on = _bool(raw)
         except ValueError as exc:
-            raise _bad(source, "DISTTEST_CI", raw, _BOOL, exc) from None
+            raise _bad(source, "DISTTEST_CI", raw, "1, true, yes or on (CI on), or 0, false, "
+                       "no or off (CI off)", exc) from None
     else:
         on, source = provider is not None, "detected" if provider else "not detected"
     return on, (provider if on else None), source

@@ -1,7 +1,8 @@
 """``python -m disttest preflight``: can clusters start here, and if not, why.
 
 Each check gives a status (ok, warn, fail), what it found, and for anything
-not ok the fix. Exit status 0 when nothing failed, 1 otherwise.
+not ok the fix. Exit status 0 when nothing failed, 1 when a check failed,
+2 for a configuration error.
 """
 from __future__ import annotations
 
@@ -100,7 +101,7 @@ def run_checks(config) -> list[Check]:
     address, warning = resolve_host(config.host)
     checks.append(Check("host", "warn" if warning else "ok",
                         warning or f"{config.host} is usable ({address})",
-                        "set host to an address, e.g. host = \"127.0.0.1\"" if warning else ""))
+                        "set host to an IP address, e.g. host = \"127.0.0.1\"" if warning else ""))
     node, rss = _node_check(config)
     checks.append(node)
     checks.append(_ports_check(config, address))
@@ -135,7 +136,10 @@ def run_checks(config) -> list[Check]:
             pass
         checks.append(Check("state directory", "ok", f"{state} is writable"))
     except Exception as exc:  # any failure here is the finding itself
-        checks.append(Check("state directory", "fail", f"{exc}",
+        # A DisttestError's text carries its own fix lines: show the problem only.
+        diagnosis = getattr(exc, "diagnosis", None)
+        checks.append(Check("state directory", "fail",
+                            diagnosis.problem if diagnosis is not None else f"{exc}",
                             "set DISTTEST_STATE_DIR to a writable directory"))
     from disttest.clusters.netns import unavailable
 
@@ -174,7 +178,9 @@ def main(argv: list[str]) -> int:
     from disttest.config import load_config
 
     parser = argparse.ArgumentParser(prog="python -m disttest preflight",
-                                     description="Check that clusters can start here.")
+                                     description="Check that clusters can start here.",
+                                     epilog="Exit status: 0 when no check failed, 1 when one "
+                                            "did, 2 for a configuration error.")
     parser.add_argument("--json", action="store_true", help="print JSON for machines")
     args = parser.parse_args(argv)
     checks = run_checks(load_config())

@@ -23,9 +23,11 @@ def _positive_int(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        raise argparse.ArgumentTypeError(f"{text!r} is not allowed; --cluster-size must be a "
+                                         "whole number of nodes from 1 up") from None
     if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} is not allowed: a cluster has 1 node or more")
+        raise argparse.ArgumentTypeError(f"{value} is not allowed; --cluster-size must be a "
+                                         "whole number of nodes from 1 up")
     return value
 
 
@@ -35,7 +37,11 @@ def _shard(text: str) -> tuple[int, int]:
     try:
         return parse_shard(text)
     except ConfigError as error:
-        raise argparse.ArgumentTypeError(error.diagnosis.problem) from None
+        # argparse already names the option: say what was given and what is allowed.
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not allowed; --shard must be "
+            f"{getattr(error, 'allowed', 'K/N with 1 <= K <= N')} (the K-th of N shards, "
+            "counted from 1)") from None
 
 
 class DistributedTestProgram(unittest.TestProgram):
@@ -71,27 +77,27 @@ class DistributedTestProgram(unittest.TestProgram):
                            help="start a default cluster for plain tests too "
                                 "(disttest.current_cluster())")
         group.add_argument("--cluster-size", type=_positive_int, metavar="N",
-                           help="override every requested cluster size")
+                           help="give every cluster test N nodes, whatever its class asks for")
         group.add_argument("--no-reuse", action="store_true",
                            help="a fresh cluster for every class")
         group.add_argument("--fallback", choices=FALLBACKS,
-                           help="when a cluster cannot start (default: skip on a developer "
-                                "machine, fail in CI)")
+                           help="what happens to a class whose cluster cannot start after its "
+                                "retries (default: skip on a developer machine, fail in CI)")
         group.add_argument("--simulate", action="store_true",
                            help="run every cluster on simulated nodes (threads, not processes)")
         ci = group.add_mutually_exclusive_group()
         ci.add_argument("--ci", dest="ci", action="store_const", const=True,
-                        help="force CI mode on")
+                        help="force disttest's CI mode on (default: detected)")
         ci.add_argument("--no-ci", dest="ci", action="store_const", const=False,
-                        help="force CI mode off")
+                        help="force disttest's CI mode off (default: detected)")
         group.add_argument("--keep-cluster", action="store_true",
                            help="leave the clusters running for the next run to reuse "
-                                "(they end after keep_clusters_ttl idle seconds, default 600)")
+                                "(each ends after keep_clusters_ttl idle seconds; 600 when that is 0)")
         group.add_argument("--strict-cleanup", action="store_true",
                            help="fail the run when it leaves a process, port lock or "
                                 "temporary directory behind")
         group.add_argument("--save-cluster-logs", metavar="DIR",
-                           help="keep every node's log under DIR/<run>/<cluster>/")
+                           help="keep every node's log under DIR/run-*/<cluster>/")
         group.add_argument("--shard", type=_shard, metavar="K/N",
                            help="run the K-th of N shards (a cluster's classes stay together)")
         group.add_argument("--durations-file", metavar="PATH",
@@ -105,7 +111,8 @@ class DistributedTestProgram(unittest.TestProgram):
                            help="write a JUnit XML report (Jenkins, GitLab, GitHub) "
                                 "with cluster data")
         group.add_argument("--cluster-debug", action="store_true",
-                           help="show every cluster operation as it happens")
+                           help="show every cluster operation, node call and node log line "
+                                "as it happens")
         return parser
 
     def _cli_settings(self) -> dict:

@@ -109,6 +109,10 @@ def check_size(value: Any, owner: Any, attribute: str = "cluster_size",
 
 def check_ports(value: Any, owner: Any) -> tuple[str, ...]:
     allowed = 'a tuple of port names such as ("app", "admin")'
+    if isinstance(value, str) and "," not in value:
+        raise ConfigError.bad_value(
+            _where(owner), "node_ports", value, allowed,
+            hint=f"write node_ports = ({value!r},): a single name needs the trailing comma")
     if isinstance(value, str) or not isinstance(value, (tuple, list)) or not value:
         raise ConfigError.bad_value(_where(owner), "node_ports", value, allowed)
     for name in value:

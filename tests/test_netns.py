@@ -29,7 +29,7 @@ from pathlib import Path
 
 from disttest.clusters import netns
 from disttest.clusters.netns import NetnsNetwork, cleanup_leftovers
-from disttest.clusters.proxy import NetworkFaultError
+from disttest.clusters.faults import NetworkFaultError
 from disttest.errors import ClusterStartError, NetworkModeError
 
 REPO = Path(__file__).resolve().parent.parent

@@ -21,7 +21,8 @@ import unittest
 
 import psutil
 
-from disttest.clusters.proxy import NetworkFaultError, ProxyNetwork
+from disttest.clusters.faults import NetworkFaultError
+from disttest.clusters.proxy import ProxyNetwork
 from disttest.errors import DisttestError, NetworkModeError
 from tests.support import run_python, wait_for
 

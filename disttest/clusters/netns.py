@@ -63,9 +63,9 @@ import traceback
 import weakref
 from collections import deque
 from contextlib import contextmanager
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterator
 
-from disttest.clusters.proxy import MODES, NetworkFaultError
+from disttest.clusters.faults import FaultRules, _name
 from disttest.errors import ClusterStartError, NetworkModeError
 
 __all__ = ["NetnsNetwork", "unavailable", "cleanup_leftovers", "SUBNETS"]
@@ -304,7 +304,7 @@ def _teardown(resources: _Resources, line: "_DelayLine") -> list[int]:
     return killed
 
 
-class NetnsNetwork:
+class NetnsNetwork(FaultRules):
     """The namespaces of one cluster, and the faults currently applied.
 
     Same fault API and errors as :class:`~disttest.clusters.proxy.ProxyNetwork`.
@@ -312,6 +312,10 @@ class NetnsNetwork:
     are in place. ``events``: an event bus, for "warning" events (leftovers
     removed, processes killed at close, the delay line stopping on an error).
     """
+
+    _members = "faults apply to the nodes that have a namespace in this network"
+    _self_traffic = "a node's traffic to itself never leaves its namespace"
+    _reject = "connects fail at once with EHOSTUNREACH, open connections are aborted"
 
     def __init__(self, cluster_id: str, events=None) -> None:
         problem = unavailable()
@@ -405,105 +409,7 @@ class NetnsNetwork:
             self._addresses[key] = target
             return target
 
-    def routes_for(self, observer: Any) -> dict[str, dict[str, tuple[str, int]]]:
-        """``{peer: {port_name: (host, port)}}``: where ``observer`` reaches each peer."""
-        observer = _name(observer)
-        found: dict[str, dict[str, tuple[str, int]]] = {}
-        for (obs, peer, port_name), address in sorted(self._addresses.copy().items()):
-            if obs == observer:
-                found.setdefault(peer, {})[port_name] = address
-        return found
-
     # -- faults --------------------------------------------------------------------
-    def partition(self, *groups: Iterable[Any], mode: str = "drop") -> None:
-        """Nodes in different groups cannot reach each other (both ways); nodes named
-        in no group form one extra group. Replaces the current cuts (not delays)."""
-        _check_mode(mode, "partition")
-        named = [[_name(n) for n in ([g] if isinstance(g, str) or hasattr(g, "name") else g)]
-                 for g in groups]
-        with self._lock:
-            side: dict[str, int] = {}
-            for index, group in enumerate(named):
-                for node in group:
-                    self._check_node(node, "partition")
-                    if side.setdefault(node, index) != index:
-                        raise NetworkFaultError(
-                            f"partition(): node {node!r} is in two groups",
-                            "each node is on one side of a partition",
-                            ["name each node in one group only"], node=node)
-            rest = sorted(set(self._nodes) - set(side))
-            side.update((node, len(named)) for node in rest)
-            cuts = {(x, y): mode for x in side for y in side if side[x] != side[y]}
-            self._apply(cuts, self._delays)
-            self._record("partition", groups=[g for g in named if g] + ([rest] if rest else []),
-                         mode=mode)
-
-    def isolate(self, node: Any, mode: str = "drop") -> None:
-        """Cut ``node`` from every other node, both ways; adds to the current cuts."""
-        _check_mode(mode, "isolate")
-        node = _name(node)
-        with self._lock:
-            self._check_node(node, "isolate")
-            cuts = dict(self._cuts)
-            for other in set(self._nodes) - {node}:
-                cuts[(node, other)] = cuts[(other, node)] = mode
-            self._apply(cuts, self._delays)
-            self._record("isolate", node=node, mode=mode)
-
-    def cut(self, a: Any, b: Any, both_ways: bool = True, mode: str = "drop") -> None:
-        """Cut the link a→b (and b→a when ``both_ways``); adds to the current cuts."""
-        _check_mode(mode, "cut")
-        a, b = _name(a), _name(b)
-        with self._lock:
-            self._check_pair(a, b, "cut")
-            cuts = dict(self._cuts)
-            cuts[(a, b)] = mode
-            if both_ways:
-                cuts[(b, a)] = mode
-            self._apply(cuts, self._delays)
-            self._record("cut", **{"from": a, "to": b}, both_ways=bool(both_ways), mode=mode)
-
-    def delay(self, a: Any, b: Any, seconds: float, jitter: float = 0.0) -> None:
-        """Latency on the packets flowing from a to b: each is released
-        ``seconds ± uniform(jitter)`` after it was sent, in order. 0 s removes it."""
-        a, b = _name(a), _name(b)
-        seconds, jitter = float(seconds), float(jitter)
-        if not (0 <= seconds <= 3600 and 0 <= jitter <= seconds):
-            raise NetworkFaultError(
-                f"delay({a!r}, {b!r}, {seconds!r}, jitter={jitter!r}): seconds must be "
-                "between 0 and 3600, and jitter between 0 and seconds",
-                "a packet cannot arrive before it was sent",
-                ["pass 0 <= jitter <= seconds"], seconds=seconds, jitter=jitter)
-        with self._lock:
-            self._check_pair(a, b, "delay")
-            delays = dict(self._delays)
-            if seconds:
-                delays[(a, b)] = (seconds, jitter)
-            else:
-                delays.pop((a, b), None)
-            self._apply(self._cuts, delays)
-            self._record("delay", **{"from": a, "to": b}, seconds=seconds, jitter=jitter)
-
-    def heal(self) -> None:
-        """Remove every route this network added; packets still delayed are released now."""
-        with self._lock:
-            self._apply({}, {}, heal=True)
-            self._record("heal")
-
-    def faults(self) -> list[dict[str, Any]]:
-        """The faults in force, one entry per directed link."""
-        cuts, delays = self._cuts, self._delays
-        found = [{"kind": "cut", "from": a, "to": b, "mode": mode}
-                 for (a, b), mode in sorted(cuts.items())]
-        found += [{"kind": "delay", "from": a, "to": b, "seconds": s, "jitter": j}
-                  for (a, b), (s, j) in sorted(delays.items())]
-        return found
-
-    def history(self) -> list[dict[str, Any]]:
-        """Every fault call applied, in order, each with its ``time.monotonic()``."""
-        with self._lock:
-            return [dict(entry) for entry in self._history]
-
     # -- lifetime ------------------------------------------------------------------
     def close(self) -> None:
         """Remove every namespace, link and TUN device of this network; idempotent.
@@ -557,25 +463,6 @@ class NetnsNetwork:
         self._nodes[name] = node
         self._line.add_address(node.address, name)
         return node
-
-    def _check_node(self, node: str, what: str) -> None:
-        if node not in self._nodes:
-            known = ", ".join(sorted(self._nodes)) or "none yet"
-            raise NetworkFaultError(
-                f"{what}(): unknown node {node!r}; the known nodes are: {known}",
-                "faults apply to the nodes that have a namespace in this network",
-                [f"name one of: {known}"], node=node, known=sorted(self._nodes))
-
-    def _check_pair(self, a: str, b: str, what: str) -> None:
-        self._check_node(a, what)
-        self._check_node(b, what)
-        if a == b:
-            raise NetworkFaultError(f"{what}(): node {a!r} is named twice",
-                                    "a node's traffic to itself never leaves its namespace",
-                                    ["name two different nodes"], node=a)
-
-    def _record(self, kind: str, **data: Any) -> None:
-        self._history.append({"kind": kind, "time": time.monotonic(), **data})
 
     def _apply(self, cuts: dict, delays: dict, heal: bool = False) -> None:
         """Bring every namespace's routes in line with ``cuts`` and ``delays``."""
@@ -833,19 +720,6 @@ class _DelayLine:
 
 
 # -- small helpers -----------------------------------------------------------------------
-def _name(node: Any) -> str:
-    """A node name, from a name or anything with a ``name`` (a Node)."""
-    return node if isinstance(node, str) else str(getattr(node, "name", node))
-
-
-def _check_mode(mode: Any, what: str) -> None:
-    if mode not in MODES:
-        raise NetworkFaultError(
-            f"{what}(mode={mode!r}): mode must be one of {', '.join(map(repr, MODES))}",
-            "'drop' makes packets vanish (connections hang until their timeout); "
-            "'reject' refuses them (connects fail at once with EHOSTUNREACH, open "
-            "connections are aborted)",
-            ["pass mode='drop' or mode='reject'"], mode=mode, allowed=MODES)
 
 
 def _closed_error() -> NetworkModeError:
