@@ -15,6 +15,7 @@ from pathlib import Path
 
 from disttest.clusters import kept
 from disttest.clusters.registry import Registry, is_agent, pid_alive
+from disttest.errors import ConfigError
 
 _CLUSTER_DIR = re.compile(r"^disttest-c\d+-[0-9a-f]{4}-\w+$")
 
@@ -42,8 +43,15 @@ def cmd_start(args, config) -> int:
 
     size = check_size(args.size or config.default_cluster_size, "command line --size",
                       "--size", config.max_cluster_size)
-    ports = check_ports(tuple(args.ports.split(",")) if args.ports else ("app",),
-                        "command line --ports")
+    try:
+        ports = check_ports(tuple(args.ports.split(",")) if args.ports else ("app",),
+                            "command line --ports")
+    except ConfigError:  # check_ports speaks of a class's tuple; say it for the option
+        allowed = "comma-separated port names, each a valid identifier, without repeats"
+        raise ConfigError(f"command line --ports: {args.ports!r} is not allowed; --ports must "
+                          f"be {allowed}", steps=["for example: --ports app,admin"],
+                          source="command line --ports", key="--ports", value=args.ports,
+                          allowed=allowed) from None
     if args.name and Registry(config.state_path()).find(args.name):
         sys.stderr.write(f"disttest: error: a kept cluster named {args.name!r} exists already "
                          f"(stop it first: python -m disttest cluster stop {args.name})\n")
@@ -274,7 +282,7 @@ def main(argv: list[str]) -> int:
                           description="Print the logs of a kept cluster's nodes, each line "
                                       "prefixed with its node.")
     logs.add_argument("name", help="the cluster's name or id (see: cluster status)")
-    logs.add_argument("--node", type=int, metavar="INDEX",
+    logs.add_argument("--node", type=int, metavar="N",
                       help="only the node with this index (0 is node-0)")
     logs.add_argument("--follow", "-f", action="store_true",
                       help="keep printing new lines until Ctrl-C")

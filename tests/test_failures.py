@@ -18,6 +18,7 @@ import os
 import pickle
 import random
 import re
+import sys
 import shutil
 import socket
 import tempfile
@@ -232,14 +233,24 @@ class PoolFailures(unittest.TestCase):
         pool = self.pool(startup_retries=0)
         # A bootstrap larger than a pipe holds: writing it waits for the node to read,
         # and the node dies first (the write fails) — still a start-up crash.
-        big = (("SAMPLE_BLOB", "x" * 256 * 1024),)
-        with mock.patch.dict(os.environ, {"PYTHONHOME": "/nonexistent/python-home"}):
+        big_path = sys.path + ["/nonexistent/" + "x" * 256 * 1024]
+        with mock.patch.dict(os.environ, {"PYTHONHOME": "/nonexistent/python-home"}), \
+                mock.patch.object(sys, "path", big_path):
             with self.assertRaises(ClusterStartError) as caught:
-                pool.acquire(Requirement(1, env=big))
+                pool.acquire(Requirement(1))
         d = caught.exception.diagnosis
         self.assertEqual(d.kind, "node-start-crash")
         self.assertEqual(d.problem, "node node-0 exited during start-up with status 1")
         self.assertIn("No module named 'encodings'", d.cause)
+
+    def test_a_node_env_too_large_for_the_environment(self):
+        pool = self.pool(startup_retries=0)
+        with self.assertRaises(ClusterStartError) as caught:
+            pool.acquire(Requirement(1, env=(("SAMPLE_BLOB", "x" * 256 * 1024),)))
+        d = caught.exception.diagnosis
+        self.assertEqual(d.kind, "spawn-environment")
+        self.assertIn("environment is too large", d.problem)
+        self.assertIn("node.call()", d.steps[0])
 
     def test_a_node_not_ready_in_time_is_retried_with_growing_backoff(self):
         pool = self.pool(startup_timeout=0.001, startup_retries=2, retry_backoff=0.05)

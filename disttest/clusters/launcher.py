@@ -101,6 +101,13 @@ def _spawn_error(exc: OSError, name: str, executable: str | None = None,
                  cwd: str | None = None) -> ClusterStartError:
     """The diagnosis of a node process that could not even be created."""
     executable = executable or sys.executable
+    if exc.errno == errno.E2BIG:
+        return ClusterStartError(
+            f"could not start the process of node {name}: its environment is too large",
+            "node_env is passed in the node process's environment, and the system limits "
+            f"its size (E2BIG: {exc.strerror})",
+            ["keep large data out of node_env: send it with node.call() instead"],
+            kind="spawn-environment")
     if exc.errno in (errno.EAGAIN, errno.ENOMEM):
         cause = ("the system refused to create another process "
                  f"({errno.errorcode.get(exc.errno, exc.errno)}: {exc.strerror})")

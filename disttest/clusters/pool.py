@@ -39,7 +39,7 @@ from disttest.events import EventBus
 from disttest.requirements import Requirement, with_configured_hosts
 
 # Failures that another attempt cannot fix.
-_NOT_RETRIED = {"spawn-executable", "spawn-cwd", "resources", "config", "netns-unavailable",
+_NOT_RETRIED = {"spawn-executable", "spawn-cwd", "spawn-environment", "resources", "config", "netns-unavailable",
                 "ssh-auth"}
 
 
