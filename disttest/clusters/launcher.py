@@ -160,6 +160,7 @@ class LocalLauncher:
     def start(self, boots: list[dict], log_paths: list[Path], timeout: float) -> list[Process]:
         """Start one agent per bootstrap; all ready, or none left running."""
         started: list[Process] = []
+        began = time.perf_counter()
         env = self.environment()
         try:
             for boot, log_path in zip(boots, log_paths):
@@ -184,7 +185,12 @@ class LocalLauncher:
                 except BrokenPipeError:  # it died before reading its bootstrap
                     popen.wait(2.0)
                     raise self._crashed(process, boot) from None
+            spawned = time.perf_counter()
             self._wait_ready(started, boots, timeout)
+            # Where a start's time went: creating the processes, then their imports
+            # up to the ready line (the pool adds the health check).
+            self.last_timings = {"spawn_s": spawned - began,
+                                 "ready_s": time.perf_counter() - spawned}
         except BaseException:
             for process in started:
                 process.signal(signal.SIGKILL)

@@ -331,7 +331,9 @@ class ClusterPool:
             raise
         done = time.perf_counter()
         entry.startup_s = done - started
-        entry.timings = {"spawn_ready_s": spawned - started, "health_s": done - spawned}
+        split = getattr(self._launcher(entry), "last_timings", None) or {}
+        entry.timings = {**(split or {"spawn_ready_s": spawned - started}),
+                         "health_s": done - spawned}
         entry.lent_shape = (requirement.size, tuple(sorted(requirement.ports)))
         self.entries.append(entry)
         self.stats["starts"] += 1

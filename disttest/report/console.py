@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import os
+import re
+import textwrap
 import time
 from typing import Callable
 
@@ -191,7 +193,20 @@ def render_summary(stats: RunStats, usage: dict[str, dict], paint: Painter,
             lines.append(paint("fail", f"  {d['problem'].splitlines()[0]}"))
             if d["steps"]:
                 lines.append(f"    fix: {d['steps'][0]}")
-    return "\n".join(lines)
+    return "\n".join(_fit(line) for line in lines)
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def _fit(line: str, width: int = 80) -> str:
+    """A summary line within ``width`` columns: longer ones wrap, indented."""
+    plain = _ANSI.sub("", line)
+    if len(plain) <= width:
+        return line
+    indent = " " * (len(plain) - len(plain.lstrip()) + 2)
+    return "\n".join(textwrap.wrap(plain, width, subsequent_indent=indent,
+                                    break_on_hyphens=False))
 
 
 def closing_line(result) -> str:
