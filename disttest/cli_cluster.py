@@ -41,7 +41,7 @@ def cmd_start(args, config) -> int:
     from disttest.clusters.pool import ClusterPool
     from disttest.requirements import Requirement, check_ports, check_size
 
-    size = check_size(args.size or config.default_cluster_size, "command line --size",
+    size = check_size(config.default_cluster_size if args.size is None else args.size, "command line --size",
                       "--size", config.max_cluster_size)
     try:
         ports = check_ports(tuple(args.ports.split(",")) if args.ports else ("app",),

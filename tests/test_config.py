@@ -420,7 +420,7 @@ class CIModeTest(ConfigTestCase):
         message = self.load_error(environ={"DISTTEST_CI": "sometimes"}, ci=None)
         self.assertIn("DISTTEST_CI", message)
         self.assertIn("'sometimes'", message)
-        self.assertIn("true or false", message)
+        self.assertIn("1, true, yes or on (CI on), or 0, false, no or off (CI off)", message)
 
     def test_effective_fallback(self):
         self.assertEqual(self.load(ci=False).effective_fallback, "skip")

@@ -127,7 +127,7 @@ class Preflight(unittest.TestCase):
         by_name = {c[1]: c for c in checks}
         self.assertEqual(by_name["host"][0], "WARN")
         self.assertIn("falling back to 127.0.0.1", by_name["host"][2])
-        self.assertEqual(by_name["host"][3], 'set host to an address, e.g. host = "127.0.0.1"')
+        self.assertEqual(by_name["host"][3], 'set host to an IP address, e.g. host = "127.0.0.1"')
         # ports are checked on the address nodes will use, not on the name
         self.assertEqual(by_name["ports"][0], "OK", proc.stdout)
         self.assertEqual(by_name["node"][0], "OK", proc.stdout)

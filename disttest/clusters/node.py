@@ -245,11 +245,14 @@ class Node:
             raise
 
     def _timed_out(self, what: str, timeout: float) -> CallTimeoutError:
-        hint = "it is paused: call node.resume()" if self.paused else \
-            "the function may block; use node.submit(...).result(timeout) to bound it"
+        if self.paused:
+            cause, steps = "the node is paused", ["call node.resume() first"]
+        else:
+            cause = "the function may block, or the node may be overloaded"
+            steps = ["bound a call that may block: node.submit(fn).result(timeout)",
+                     "raise call_timeout in the configuration"]
         return CallTimeoutError(f"node {self.name} did not answer {what} within {timeout:g}s",
-                                hint, ["raise call_timeout in the configuration"],
-                                node=self.name)
+                                cause, steps, node=self.name)
 
     def _connection(self, what: str, timeout: float | None = None) -> socket.socket:
         with self._lock:

@@ -21,10 +21,16 @@ _PLAIN_FAILURES = (pickle.PicklingError, AttributeError, TypeError)
 
 
 def _describe(obj: Any) -> str:
+    """"function 'f.<locals>.g'", "lambda in test_x", or the object's type."""
     kind = type(obj)
     name = getattr(obj, "__qualname__", None)
-    what = f"{kind.__module__}.{kind.__qualname__}"
-    return f"{what} {name!r}" if name and callable(obj) else what
+    if name and callable(obj):
+        if "<lambda>" in name:
+            owner = name.split(".<lambda>")[0].replace(".<locals>", "")
+            return f"a lambda in {owner}" if owner != "<lambda>" else "a lambda"
+        what = "function" if kind.__name__ == "function" else kind.__qualname__
+        return f"{what} {name!r}"
+    return f"an object of type {kind.__module__}.{kind.__qualname__}"
 
 
 def _culprit(parts: dict[str, Any]) -> tuple[str, Any] | None:

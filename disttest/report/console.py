@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import os
-import re
-import textwrap
 import time
 from typing import Callable
 
@@ -193,20 +191,9 @@ def render_summary(stats: RunStats, usage: dict[str, dict], paint: Painter,
             lines.append(paint("fail", f"  {d['problem'].splitlines()[0]}"))
             if d["steps"]:
                 lines.append(f"    fix: {d['steps'][0]}")
-    return "\n".join(_fit(line) for line in lines)
-
-
-_ANSI = re.compile(r"\x1b\[[0-9;]*m")
-
-
-def _fit(line: str, width: int = 80) -> str:
-    """A summary line within ``width`` columns: longer ones wrap, indented."""
-    plain = _ANSI.sub("", line)
-    if len(plain) <= width:
-        return line
-    indent = " " * (len(plain) - len(plain.lstrip()) + 2)
-    return "\n".join(textwrap.wrap(plain, width, subsequent_indent=indent,
-                                    break_on_hyphens=False))
+    # The table and counts fit in 80 columns; a line that names a path or a
+    # problem stays whole, so it can be searched for and copied.
+    return "\n".join(lines)
 
 
 def closing_line(result) -> str:
