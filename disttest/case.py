@@ -131,7 +131,6 @@ def _acquire_cluster(cls: type) -> None:
         raise error.with_traceback(None) from None
     cls._disttest_lent = cluster  # every node lent, for methods that asked for more
     cls.cluster = cluster.view(min(base_size, len(cluster)))
-    session.clusters_by_class[cls] = cluster
     if cluster.simulated and getattr(cls, "_disttest_requires_real", False):
         _release_cluster(cls)
         raise unittest.SkipTest("needs real node processes; the cluster is simulated")

@@ -63,7 +63,6 @@ class Group:
         self.units: list[Unit] = list(units or [])
         self.action = "start"         # start | grow | reuse
         self.cluster = 0              # which planned cluster (1-based)
-        self.last_of_cluster = False
         self.starts = 0               # clusters this group starts (one per class without reuse)
 
     @property
@@ -190,10 +189,6 @@ def _assign_clusters(groups: list[Group], reuse: bool) -> None:
             group.action = "grow" if req.size > size else "reuse"
             group.cluster = number
             clusters[req.key] = (number, max(size, req.size))
-    seen: set[int] = set()
-    for group in reversed(groups):
-        group.last_of_cluster = group.cluster not in seen
-        seen.add(group.cluster)
 
 
 def format_plan(plan: Plan) -> str:

@@ -40,7 +40,6 @@ class Session:
         self.simulate = simulate
         self.keep = keep  # clusters outlive the run: never stop them early
         self.forced_cluster = None
-        self.clusters_by_class: dict[type, object] = {}
 
     @property
     def pool(self):

@@ -133,7 +133,6 @@ class Ordering(ModuleMaker):
                          ["P1.test_a", "P2.test_a", "C2.test_a", "C3.test_a", "C5.test_a"])
         self.assertEqual([(g.requirement.size, g.action, g.cluster) for g in result.groups],
                          [(2, "start", 1), (3, "grow", 1), (5, "grow", 1)])
-        self.assertEqual([g.last_of_cluster for g in result.groups], [False, False, True])
         self.assertEqual(result.cluster_starts, 1)
         self.assertEqual(result.requirements[c5].size, 5)
 
@@ -252,8 +251,6 @@ class AssignClusters(unittest.TestCase):
         _assign_clusters(groups, reuse=True)
         self.assertEqual([(g.action, g.cluster) for g in groups],
                          [("start", 1), ("grow", 1), ("reuse", 1), ("start", 2), ("grow", 1)])
-        self.assertEqual([g.last_of_cluster for g in groups],
-                         [False, False, False, True, True])
         self.assertEqual([g.starts for g in groups], [1, 0, 0, 1, 0])
 
     def test_fresh_never_shares(self):

@@ -106,7 +106,6 @@ class Node:
         self.process: Process | None = None
         self.paused = False
         self.restarts = 0
-        self.crashes = 0
         self.settings: dict = {}
         self.metrics: list[dict] = []  # one per process this node had (restarts add more)
         self.debug = False  # emit an "rpc" event per call (--cluster-debug)
@@ -290,7 +289,6 @@ class Node:
             log = _tail(self.log_path, 20)
             if not self.stopped_on_purpose and self._reported_pid != self.pid:
                 self._reported_pid = self.pid  # one report per dead process
-                self.crashes += 1
                 if self.events:
                     self.events.emit("node_crashed", node=self.name, pid=self.pid, status=status)
             return NodeCrashedError(

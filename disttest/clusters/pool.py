@@ -65,7 +65,6 @@ class Entry:
         self.created = time.time()
         self.startup_s = 0.0
         self.timings: dict[str, float] = {}
-        self.uses = 0
         self.grows = 0
         self.reused_from_previous_run = False
         self.faults = None        # the network that injects faults (proxy/netns modes)
@@ -124,7 +123,6 @@ class ClusterPool:
             else:
                 self._prepare(entry, requirement)
             entry.busy = True
-            entry.uses += 1
             return self._lend(entry, requirement)
 
     def release(self, cluster: Cluster) -> None:

@@ -52,8 +52,6 @@ def dumps_request(op: str, fn: Any, args: tuple, kwargs: dict) -> bytes:
                 return _cloudpickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
             except Exception as exc:
                 error: Exception = exc
-            else:  # pragma: no cover
-                raise
         else:
             error = plain_error
     parts = {"the function": fn}
