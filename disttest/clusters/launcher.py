@@ -136,7 +136,58 @@ def _spawn_error(exc: OSError, name: str, executable: str | None = None,
                              kind=kind)
 
 
-class LocalLauncher:
+class ReadyLines:
+    """Waits for every started node's ready line on its stdout, all at once.
+
+    A launcher provides ``_ended(process, boot)`` (the diagnosis when stdout
+    closes first), ``_not_ready(process, boot, timeout)``, and may override
+    ``_other_line`` (a line before the ready line) and ``_ready`` (what the
+    ready line's port and pid mean for its processes).
+    """
+
+    def _wait_ready(self, processes: list, boots: list[dict], timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        pending: dict = {}
+        with selectors.DefaultSelector() as selector:
+            for process, boot in zip(processes, boots):
+                selector.register(process.popen.stdout, selectors.EVENT_READ, (process, boot))
+                pending[process] = b""
+            while pending:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    process, boot = next((p, b) for p, b in zip(processes, boots) if p in pending)
+                    raise self._not_ready(process, boot, timeout)
+                for key, _ in selector.select(remaining):
+                    process, boot = key.data
+                    chunk = os.read(key.fd, 4096)
+                    if not chunk:
+                        selector.unregister(key.fileobj)
+                        raise self._ended(process, boot)
+                    pending[process] += chunk
+                    while process in pending and b"\n" in pending[process]:
+                        line, pending[process] = pending[process].split(b"\n", 1)
+                        if line.startswith(_READY):
+                            _, port, pid = line.decode().split()
+                            self._ready(process, int(port), int(pid))
+                            del pending[process]
+                            selector.unregister(key.fileobj)
+                            process.popen.stdout.close()
+                        else:
+                            self._other_line(process, line)
+
+    def _ready(self, process, port: int, pid: int) -> None:
+        process.control_port = port
+
+    def _other_line(self, process, line: bytes) -> None:
+        # Something printed before the agent's ready line: keep it, it is not ours.
+        with open(process.log_path, "ab") as log:
+            log.write(b"[disttest] before the ready line: " + line + b"\n")
+
+
+_READY = protocol.READY_PREFIX.encode() + b" "
+
+
+class LocalLauncher(ReadyLines):
     """Starts nodes as local processes of this interpreter."""
 
     simulated = False
@@ -198,33 +249,9 @@ class LocalLauncher:
             raise
         return started
 
-    def _wait_ready(self, processes: list[Process], boots: list[dict], timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        pending = {}
-        with selectors.DefaultSelector() as selector:
-            for process, boot in zip(processes, boots):
-                selector.register(process.popen.stdout, selectors.EVENT_READ, (process, boot))
-                pending[process] = b""
-            while pending:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    process, boot = next((p, b) for p, b in zip(processes, boots) if p in pending)
-                    raise self._not_ready(process, boot, timeout)
-                for key, _ in selector.select(remaining):
-                    process, boot = key.data
-                    chunk = os.read(key.fd, 256)
-                    if not chunk:
-                        selector.unregister(key.fileobj)
-                        process.popen.wait(2.0)
-                        raise self._crashed(process, boot)
-                    pending[process] += chunk
-                    if b"\n" in pending[process]:
-                        line = pending.pop(process).split(b"\n", 1)[0].decode()
-                        selector.unregister(key.fileobj)
-                        prefix, port, _pid = line.split()
-                        assert prefix == protocol.READY_PREFIX, line
-                        process.control_port = int(port)
-                        process.popen.stdout.close()
+    def _ended(self, process: Process, boot: dict) -> ClusterStartError:
+        process.wait(2.0)
+        return self._crashed(process, boot)
 
     def _crashed(self, process: Process, boot: dict) -> ClusterStartError:
         log = tail(process.log_path, 30)

@@ -22,19 +22,15 @@ terminate, pause, resume) travel as ``ssh host kill -s SIG pid``.
 from __future__ import annotations
 
 import marshal
-import os
-import selectors
 import shlex
 import signal
 import socket
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from disttest.clusters import protocol
-from disttest.clusters.launcher import _PACKAGE_PARENT, Process, _spawn_error
+from disttest.clusters.launcher import _PACKAGE_PARENT, Process, ReadyLines, _spawn_error
 from disttest.errors import ClusterStartError, DisttestError
 
 # ssh's own exit status when it failed (connection, authentication, host key);
@@ -190,7 +186,7 @@ class SSHProcess(Process):
         self.close_pipes()
 
 
-class SSHLauncher:
+class SSHLauncher(ReadyLines):
     """Starts nodes on ``hosts`` (round-robin by node index) over ssh."""
 
     simulated = False
@@ -328,39 +324,14 @@ class SSHLauncher:
             pass  # ssh already gave up: _wait_ready reports why
         return process
 
-    def _wait_ready(self, processes: list[SSHProcess], boots: list[dict], timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        pending: dict[SSHProcess, bytes] = {}
-        with selectors.DefaultSelector() as selector:
-            for process, boot in zip(processes, boots):
-                selector.register(process.popen.stdout, selectors.EVENT_READ, (process, boot))
-                pending[process] = b""
-            while pending:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    process, boot = next((p, b) for p, b in zip(processes, boots) if p in pending)
-                    raise self._not_ready(process, boot, timeout)
-                for key, _ in selector.select(remaining):
-                    process, boot = key.data
-                    chunk = os.read(key.fd, 4096)
-                    if not chunk:
-                        selector.unregister(key.fileobj)
-                        if process.wait(5.0) is None:
-                            process.popen.kill()
-                            process.popen.wait()
-                        raise self._failed(process, boot)
-                    pending[process] += chunk
-                    while process in pending and b"\n" in pending[process]:
-                        line, pending[process] = pending[process].split(b"\n", 1)
-                        if line.startswith(protocol.READY_PREFIX.encode() + b" "):
-                            _, port, pid = line.decode().split()
-                            process.control_port, process.pid = int(port), int(pid)
-                            del pending[process]
-                            selector.unregister(key.fileobj)
-                            process.popen.stdout.close()
-                        else:  # a login script that prints: keep it, it is not ours
-                            _append(process.log_path, b"[disttest] before the ready line: "
-                                    + line + b"\n")
+    def _ready(self, process: SSHProcess, port: int, pid: int) -> None:
+        process.control_port, process.pid = port, pid  # the node's pid on its host
+
+    def _ended(self, process: SSHProcess, boot: dict) -> ClusterStartError:
+        if process.wait(5.0) is None:
+            process.popen.kill()
+            process.popen.wait()
+        return self._failed(process, boot)
 
     # -- diagnoses --------------------------------------------------------------------
     def by_hand(self, host: Host, remote: str) -> str:
@@ -452,10 +423,3 @@ def _read_from(path: Path, offset: int) -> str:
     except OSError:
         return ""
 
-
-def _append(path: Path, data: bytes) -> None:
-    try:
-        with open(path, "ab") as f:
-            f.write(data)
-    except OSError:
-        pass
