@@ -14,7 +14,7 @@ import unittest
 
 from disttest.errors import ConfigError, DisttestError
 from disttest.loader import DistributedTestLoader
-from disttest.runner import DistributedTestRunner, RunnerTerminated, RunOptions, _skip_reason
+from disttest.runner import DistributedTestRunner, RunnerTerminated, RunOptions
 
 FALLBACKS = ("skip", "reduce", "simulate", "fail")
 
@@ -168,6 +168,15 @@ class DistributedTestProgram(unittest.TestProgram):
         sys.exit(status)
 
     # -- running ------------------------------------------------------------------------
+    def _run_options(self) -> RunOptions:
+        return RunOptions(only=self.only or [], exclude=self.exclude or [],
+                          no_distributed=self.no_distributed,
+                          force_cluster=self.force_cluster, cluster_size=self.cluster_size,
+                          fallback=self.fallback, json_report=self.json_report,
+                          junit_xml=self.junit_xml, cluster_debug=self.cluster_debug,
+                          simulate=self.simulate, keep_cluster=self.keep_cluster,
+                          strict_cleanup=self.strict_cleanup, shard=self.shard)
+
     def runTests(self):
         if self.plan:
             return self._print_plan()
@@ -175,14 +184,7 @@ class DistributedTestProgram(unittest.TestProgram):
         # (a second one at once), as unittest's -c does.
         self.catchbreak = True
         runner_class = self.testRunner
-        options = RunOptions(only=self.only or [], exclude=self.exclude or [],
-                             no_distributed=self.no_distributed,
-                             force_cluster=self.force_cluster, cluster_size=self.cluster_size,
-                             fallback=self.fallback, json_report=self.json_report,
-                             junit_xml=self.junit_xml,
-                             cluster_debug=self.cluster_debug, simulate=self.simulate,
-                             keep_cluster=self.keep_cluster,
-                             strict_cleanup=self.strict_cleanup, shard=self.shard)
+        options = self._run_options()
         if isinstance(runner_class, type) and issubclass(runner_class, DistributedTestRunner):
             # Made here, with the arguments unittest would pass, plus disttest's.
             kwargs = dict(verbosity=self.verbosity, failfast=self.failfast, buffer=self.buffer,
@@ -198,28 +200,11 @@ class DistributedTestProgram(unittest.TestProgram):
             self._fail(error, 1)
 
     def _print_plan(self) -> None:
-        from disttest.loader import select
-        from disttest.planner import format_plan, iter_tests, plan
-        from disttest.session import class_requirement
+        from disttest.planner import format_plan, iter_tests
 
-        tests, _ = select(list(iter_tests(self.test)), self.only or [], self.exclude or [])
-        # As in the run: with --no-distributed (or auto_cluster = false) no cluster starts.
-        skipped = _skip_reason(RunOptions(no_distributed=self.no_distributed), self.config)
-
-        def requirement_for(cls, methods):
-            if skipped:
-                return None
-            try:
-                return class_requirement(cls, self.config, self.cluster_size, methods)
-            except DisttestError:
-                return None
-
-        planned = plan(tests, requirement_for, reuse=self.config.reuse_clusters)
+        runner = DistributedTestRunner(config=self.config, options=self._run_options())
+        planned, _, _ = runner.plan(list(iter_tests(self.test)))
         if self.shard:
-            from disttest import sharding
-
-            planned = sharding.shard(planned, *self.shard, sharding.load_durations(
-                sharding.durations_path(self.config)))
             print(f"shard {self.shard[0]}/{self.shard[1]}:")
         print(format_plan(planned))
         if self.exit:

@@ -137,19 +137,7 @@ class DistributedTestRunner(unittest.TextTestRunner):
         stats = self.stats = RunStats()
         events.subscribe(stats.on_event)
 
-        selected, filtered = select(tests, options.only, options.exclude)
-        reason = _skip_reason(options, config)
-        has_cluster_tests = any(is_cluster_class(type(t)) for t in selected)
-        if reason and has_cluster_tests:
-            selected = [SkippedTest(t, reason) if is_cluster_class(type(t)) else t
-                        for t in selected]
-            filtered = True
-        plan = make_plan(selected, self.requirement_for, reuse=config.reuse_clusters)
-        if options.shard:
-            from disttest import sharding
-
-            plan = sharding.shard(plan, *options.shard,
-                                  sharding.load_durations(sharding.durations_path(config)))
+        plan, filtered, has_cluster_tests = self.plan(tests)
         if not plan.reordered and not filtered:
             suite = test  # nothing to plan: run exactly what unittest would
         else:
@@ -186,6 +174,28 @@ class DistributedTestRunner(unittest.TextTestRunner):
                 self._report(result, stats, paint, plan, config)
                 failure_logs.annotations()
         return result
+
+    def plan(self, tests: list) -> tuple:
+        """(plan, whether selection changed the suite, whether cluster tests remain).
+
+        Selection (tags), skipping when clusters are off, planning and sharding:
+        the one sequence both a run and ``--plan`` go through.
+        """
+        config, options = self._config(), self.options
+        selected, filtered = select(tests, options.only, options.exclude)
+        reason = _skip_reason(options, config)
+        has_cluster_tests = any(is_cluster_class(type(t)) for t in selected)
+        if reason and has_cluster_tests:
+            selected = [SkippedTest(t, reason) if is_cluster_class(type(t)) else t
+                        for t in selected]
+            filtered = True
+        plan = make_plan(selected, self.requirement_for, reuse=config.reuse_clusters)
+        if options.shard:
+            from disttest import sharding
+
+            plan = sharding.shard(plan, *options.shard,
+                                  sharding.load_durations(sharding.durations_path(config)))
+        return plan, filtered, has_cluster_tests
 
     def requirement_for(self, cls: type, methods: list[str]):
         from disttest import session as _session
