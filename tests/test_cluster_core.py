@@ -518,8 +518,7 @@ class PoolTests(unittest.TestCase):
         second = self.pool.acquire(requirement)
         self.assertEqual(second.id, first.id)
         self.assertEqual([n.pid for n in second], pids)
-        self.assertEqual(self.pool.stats["starts"], 1)
-        self.assertEqual(self.pool.stats["reuses"], 1)
+        self.assertEqual(self.kinds().count("cluster_reused"), 1)
         self.assertEqual(self.kinds().count("cluster_started"), 1)
         self.assertIn("cluster_reused", self.kinds())
 
@@ -529,7 +528,7 @@ class PoolTests(unittest.TestCase):
         second = self.pool.acquire(requirement)
         self.assertNotEqual(first.id, second.id)
         self.assertNotEqual(first[0].pid, second[0].pid)
-        self.assertEqual(self.pool.stats["starts"], 2)
+        self.assertEqual([e.kind for e in self.events].count("cluster_started"), 2)
 
     def test_grow_adds_nodes_to_the_same_cluster(self):
         small = self.pool.acquire(Requirement(size=2))
@@ -540,8 +539,8 @@ class PoolTests(unittest.TestCase):
         self.assertEqual(len(big), 4)
         self.assertEqual([n.pid for n in big][:2], pids)
         self.assertEqual([n.name for n in big], [f"node-{i}" for i in range(4)])
-        self.assertEqual(self.pool.stats["starts"], 1)
-        self.assertEqual(self.pool.stats["grows"], 1)
+        self.assertEqual([e.kind for e in self.events].count("cluster_started"), 1)
+        self.assertEqual([e.kind for e in self.events].count("cluster_grown"), 1)
         self.assertEqual(big.call_all(nf.getpid), [n.pid for n in big])
         # Old nodes learn about the new peers.
         peers = big[0].call(nf.whoami)["peers"]
@@ -568,7 +567,7 @@ class PoolTests(unittest.TestCase):
         self.assertEqual(support.our_temp_dirs([fresh.id]), [])
         again = self.pool.acquire(Requirement(size=1, fresh=True))
         self.assertNotIn(again.id, (fresh.id, plain.id))
-        self.assertEqual(self.pool.stats["starts"], 3)
+        self.assertEqual([e.kind for e in self.events].count("cluster_started"), 3)
 
     def test_different_node_env_gets_different_clusters(self):
         blue = self.pool.acquire(Requirement(size=1, env=(("DTT_COLOUR", "blue"),)))
@@ -662,8 +661,8 @@ class ResetTests(unittest.TestCase):
 
         self.assertEqual(again.id, cluster.id)
         self.assertEqual([n.pid for n in again], pids, "a clean reset keeps the processes")
-        self.assertEqual(self.pool.stats["nodes_replaced"], 0)
-        self.assertEqual(self.pool.stats["resets"], 1)
+        self.assertEqual([e.kind for e in self.events].count("node_replaced"), 0)
+        self.assertEqual([e.kind for e in self.events].count("cluster_reset"), 1)
         node = again[0]
         self.assertEqual(node.call(nf.state_items), {})
         self.assertEqual(node.call(nf.reset_log).count(marker), 1)
@@ -694,7 +693,7 @@ class ResetTests(unittest.TestCase):
         self.assertTrue(support.wait_for(lambda: support.gone(stuck_pid)))
         self.assertEqual((again[1].name, again[1].ports), ("node-1", ports))
         self.assertEqual(again[1].call(nf.state_items), {})
-        self.assertEqual(self.pool.stats["nodes_replaced"], 1)
+        self.assertEqual([e.kind for e in self.events].count("node_replaced"), 1)
         replaced = [e for e in self.events if e.kind == "node_replaced"]
         self.assertEqual([e.node for e in replaced], ["node-1"])
         self.assertIn("still running", " ".join(replaced[0].reasons))
@@ -710,7 +709,7 @@ class ResetTests(unittest.TestCase):
         self.assertEqual(again[0].pid, pid)
         self.assertFalse(again[0].paused)
         self.assertEqual(again[0].call(nf.add, 1, 2), 3)
-        self.assertEqual(self.pool.stats["nodes_replaced"], 0)
+        self.assertEqual([e.kind for e in self.events].count("node_replaced"), 0)
 
     def test_failing_reset_callback_or_dead_node_is_replaced(self):
         requirement = Requirement(size=2)

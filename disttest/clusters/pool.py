@@ -88,8 +88,6 @@ class ClusterPool:
         self.allocator = allocator or PortAllocator(tuple(config.port_range), self.host,
                                                     reserved=self._reserved_ports)
         self.entries: list[Entry] = []
-        self.stats = {"starts": 0, "reuses": 0, "grows": 0, "nodes_started": 0,
-                      "startup_s": 0.0, "resets": 0, "nodes_replaced": 0}
         self._failures: dict[tuple, tuple[int, ClusterStartError]] = {}
         self.started_pids: set[int] = set()   # every node process this pool started
         self.tmpdirs: set[Path] = set()       # every temporary directory it made
@@ -224,10 +222,8 @@ class ClusterPool:
         seconds = time.perf_counter() - started
         if grown:
             entry.grows += 1
-            self.stats["grows"] += 1
             self.events.emit("cluster_grown", cluster=entry.id, size=entry.size, seconds=seconds)
         else:
-            self.stats["reuses"] += 1
             self.events.emit("cluster_reused", cluster=entry.id, size=entry.size,
                              seconds=seconds, previous_run=entry.reused_from_previous_run)
 
@@ -251,14 +247,12 @@ class ClusterPool:
             if problems:
                 problems = [_with_holder(p, node) for p in problems]
                 node.restart()
-                self.stats["nodes_replaced"] += 1
                 self.events.emit("node_replaced", cluster=entry.id, node=node.name,
                                  reasons=problems)
             return None
 
         self._parallel(reset_node, entry.nodes)
         entry.dirty = False
-        self.stats["resets"] += 1
         self.events.emit("cluster_reset", cluster=entry.id,
                          seconds=time.perf_counter() - started)
 
@@ -334,9 +328,6 @@ class ClusterPool:
                          "health_s": done - spawned}
         entry.lent_shape = (requirement.size, tuple(sorted(requirement.ports)))
         self.entries.append(entry)
-        self.stats["starts"] += 1
-        self.stats["nodes_started"] += requirement.size
-        self.stats["startup_s"] += entry.startup_s
         self.events.emit("cluster_started", cluster=cluster_id, size=requirement.size,
                          seconds=entry.startup_s, simulated=entry.simulated,
                          timings=dict(entry.timings),
@@ -427,7 +418,6 @@ class ClusterPool:
         entry.nodes.extend(new)
         entry.ports.extend(ports)
         entry.lent_shape = None
-        self.stats["nodes_started"] += count
 
     def _add_ports(self, entry: Entry, names: list[str]) -> None:
         ports = self.allocator.allocate(len(names) * entry.size)
