@@ -16,6 +16,7 @@ time is on the critical path of every test run.
 """
 from __future__ import annotations
 
+import io  # always loaded already: the interpreter's own streams use it
 import marshal
 import os
 import socket
@@ -70,8 +71,6 @@ def _load_controller_main() -> None:
 
 
 def _loads(data: bytes):
-    import io
-
     return _load_pickle().NodeUnpickler(io.BytesIO(data)).load()
 
 
@@ -139,7 +138,8 @@ class Agent:
         try:
             while True:
                 request = protocol.recv_frame(conn)
-                self.gate.wait()  # a paused simulated node answers nothing
+                if self.simulated:
+                    self.gate.wait()  # a paused simulated node answers nothing
                 self.busy += 1
                 try:
                     op, *args = _loads(request)

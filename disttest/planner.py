@@ -24,10 +24,14 @@ if TYPE_CHECKING:
 __unittest = True
 
 
-def is_cluster_class(cls: type) -> bool:
-    from disttest.case import DistributedTestCase
+_case_class = None  # DistributedTestCase, imported on first use (plain runs never do)
 
-    return isinstance(cls, type) and issubclass(cls, DistributedTestCase)
+
+def is_cluster_class(cls: type) -> bool:
+    global _case_class
+    if _case_class is None:
+        from disttest.case import DistributedTestCase as _case_class
+    return isinstance(cls, type) and issubclass(cls, _case_class)
 
 
 def iter_tests(suite) -> Iterator:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from typing import Any, Callable, Iterator
 
+from disttest.clusters import serialize
 from disttest.clusters.node import Node
 from disttest.errors import DisttestError, NetworkModeError
 
@@ -71,8 +72,6 @@ class Cluster:
         error (in node order) is raised after every reply has been read, so no
         call is left running behind the test.
         """
-        from disttest.clusters import serialize
-
         payload = serialize.dumps_request("call", fn, args, kwargs)
         what = getattr(fn, "__qualname__", "call")
         sent: list[Any] = []

@@ -7,7 +7,6 @@ once and a sequential caller pays one round trip per call.
 from __future__ import annotations
 
 import concurrent.futures
-import contextlib
 import os
 import signal
 import socket
@@ -209,16 +208,20 @@ class Node:
         timeout = self.call_timeout if timeout is None else timeout
         deadline = None if timeout is None else time.monotonic() + timeout
         conn = self._connection(what, timeout)
-        with self._failing_closes(conn, what, timeout):
+        try:
             # Opening a connection may have used part of the time.
             conn.settimeout(None if deadline is None else max(0.001, deadline - time.monotonic()))
             protocol.send_frame(conn, payload)
+        except BaseException as exc:
+            raise self._failed(conn, what, timeout, exc) from None
         return conn, timeout, time.perf_counter()
 
     def _receive(self, sent: tuple, what: str) -> Any:
         conn, timeout, started = sent
-        with self._failing_closes(conn, what, timeout):
+        try:
             status, value = serialize.loads(protocol.recv_frame(conn))
+        except BaseException as exc:
+            raise self._failed(conn, what, timeout, exc) from None
         with self._lock:
             self._free.append(conn)
         if self.debug and self.events:
@@ -228,20 +231,18 @@ class Node:
             return value
         raise _remote_error(self.name, value)
 
-    @contextlib.contextmanager
-    def _failing_closes(self, conn: socket.socket, what: str, timeout: float | None):
-        """A connection that fails mid-request is closed: its reply may still come."""
-        try:
-            yield
-        except socket.timeout:
-            conn.close()
-            raise self._timed_out(what, timeout) from None
-        except (EOFError, OSError) as exc:
-            conn.close()
-            raise self._lost(what, exc) from None
-        except BaseException:
-            conn.close()
-            raise
+    def _failed(self, conn: socket.socket, what: str, timeout: float | None,
+                exc: BaseException) -> BaseException:
+        """What to raise for a request that failed: the connection is closed (a
+        late reply must never be read as the next call's), and socket errors
+        become a timeout or a lost node. (Not a context manager: this is the
+        round trip of every call.)"""
+        conn.close()
+        if isinstance(exc, socket.timeout):
+            return self._timed_out(what, timeout)
+        if isinstance(exc, (EOFError, OSError)):
+            return self._lost(what, exc)
+        return exc
 
     def _timed_out(self, what: str, timeout: float) -> CallTimeoutError:
         if self.paused:
