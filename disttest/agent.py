@@ -222,9 +222,9 @@ class Agent:
         return ("done", record["result"])
 
     def op_reset(self, timeout):
-        """Give the node back clean; return the problems that stop that."""
+        """Give the node back clean: (the problems that stop that, ports still busy)."""
         context = self.context
-        problems = []
+        problems, busy = [], []
         context.stopping.set()
         with context.lock:
             callbacks, context.reset_callbacks = context.reset_callbacks, []
@@ -249,7 +249,8 @@ class Agent:
                 time.sleep(0.02)
             if not _port_free(self.host, port):
                 problems.append(f"port {name!r} ({self.host}:{port}) is still in use after reset")
-        return problems
+                busy.append(port)
+        return problems, busy
 
     def op_info(self):
         return {"pid": os.getpid(), "name": self.context.name, "ports": dict(self.context.ports),

@@ -699,6 +699,19 @@ class ResetTests(unittest.TestCase):
         self.assertIn("still running", " ".join(replaced[0].reasons))
         self.assertEqual(again[1].call(nf.whoami)["peers"], {"node-0": again[0].address()})
 
+    def test_a_port_left_in_use_names_its_holder(self):
+        requirement = Requirement(size=1)
+        cluster = self.pool.acquire(requirement)
+        pid = cluster[0].pid
+        port = cluster[0].call(nf.hold_app_port)
+        self.pool.release(cluster)
+        again = self.pool.acquire(requirement)
+        self.assertNotEqual(again[0].pid, pid)  # replaced, not lent with a busy port
+        reasons = " ".join(e for ev in self.events if ev.kind == "node_replaced"
+                           for e in ev.reasons)
+        self.assertIn(f":{port}) is still in use after reset", reasons)
+        self.assertRegex(reasons, rf"port {port} is held by .*pid {pid}\b")
+
     def test_a_node_left_paused_is_resumed_not_replaced(self):
         requirement = Requirement(size=1)
         cluster = self.pool.acquire(requirement)

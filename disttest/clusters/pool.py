@@ -239,13 +239,15 @@ class ClusterPool:
             if node.alive:
                 node.resume()
                 try:
-                    problems = node._request(("reset", timeout), timeout=timeout + 5)
+                    problems, busy = node._request(("reset", timeout), timeout=timeout + 5)
+                    # The controller can see who holds a port; the node cannot (stdlib only).
+                    problems += [f"port {port} is held by {holder}" for port in busy
+                                 if (holder := resources.holder_of(node.host, port))]
                 except DisttestError as exc:
                     problems = [str(exc).splitlines()[0]]
             else:
                 problems = ["the node was not running"]
             if problems:
-                problems = [_with_holder(p, node) for p in problems]
                 node.restart()
                 self.events.emit("node_replaced", cluster=entry.id, node=node.name,
                                  reasons=problems)
@@ -451,17 +453,6 @@ class ClusterPool:
         if errors:
             raise errors[0]
         return results
-
-
-def _with_holder(problem: str, node: Node) -> str:
-    """Name the process behind a 'port ... still in use' reset problem."""
-    if "still in use" not in problem:
-        return problem
-    for name, port in node.ports.items():
-        if f":{port})" in problem:
-            holder = resources.holder_of(node.host, port)
-            return f"{problem}: {holder}" if holder else problem
-    return problem
 
 
 def _main_path() -> str | None:
