@@ -53,6 +53,7 @@ _FIELDS: Dict[str, Any] = {
     "remote_python": None,
     # Resolved, not settings:
     "ci": False, "ci_provider": None, "project_root": None, "config_files": (),
+    "from_ci_profile": frozenset(),  # settings whose value came from a ci table
 }
 
 
@@ -470,7 +471,7 @@ def load_config(start_dir: Optional[str] = None, environ: Optional[Mapping[str, 
     files = tuple(dict.fromkeys(_display(layer.file) for layer in reversed(file_layers)
                                 if layer.file))
     return Config(**values, ci=ci_on, ci_provider=provider, project_root=root,
-                  config_files=files, sources=sources)
+                  config_files=files, sources=sources, from_ci_profile=frozenset(from_ci))
 
 
 def _check_sizes(values: Dict[str, Any], sources: Dict[str, str]) -> None:

@@ -98,8 +98,8 @@ def method_sizes(cls: type) -> dict[str, int]:
 
 def ci_size_cap(config) -> int | None:
     """``max_cluster_size`` set by the CI profile caps sizes instead of rejecting them."""
-    source = getattr(config, "sources", {}).get("max_cluster_size", "")
-    return config.max_cluster_size if config.ci and "CI profile" in source else None
+    capped = config.ci and "max_cluster_size" in config.from_ci_profile
+    return config.max_cluster_size if capped else None
 
 
 def class_requirement(cls: type, config, size_override: int | None = None,

@@ -706,5 +706,19 @@ class ClusterTestsWithUnittestFlags(unittest.TestCase):
         self.assertNotIn("disttest:", run.output)
 
 
+class CiSizeCapTest(unittest.TestCase):
+    """max_cluster_size from a ci table caps sizes in CI (it does not reject them)."""
+
+    def test_sizes_are_capped_in_ci_only(self):
+        sample = Sample(self.addCleanup, "mixed")
+        (sample.root / "disttest.toml").write_text("[ci]\nmax_cluster_size = 3\n")
+        capped = sample.run("-q", "--ci", report=True)
+        self.assertEqual(capped.returncode, 0, str(capped))
+        self.assertEqual(max(c["size"] for c in capped.report["clusters"]), 3)
+        plain = sample.run("-q", "--no-ci", report=True)
+        self.assertEqual(plain.returncode, 0, str(plain))
+        self.assertEqual(max(c["size"] for c in plain.report["clusters"]), 5)
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -110,3 +110,4 @@ class ParseShardTest(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
