@@ -80,7 +80,7 @@ class DistributedTestRunner(unittest.TextTestRunner):
         if session is None or session._pool is None:
             return
         config = self._config()
-        ttl = config.keep_clusters_ttl or (600.0 if self.options.keep_cluster else 0.0)
+        ttl = self._keep_ttl(config)
         if ttl > 0:
             session.pool.keep(ttl)
         session.shutdown()
@@ -146,7 +146,7 @@ class DistributedTestRunner(unittest.TextTestRunner):
         session = _session.Session(config, events, planned=plan.requirements,
                                    size_override=options.cluster_size, fallback=options.fallback,
                                    simulate=options.simulate,
-                                   keep=options.keep_cluster or config.keep_clusters_ttl > 0)
+                                   keep=self._keep_ttl(config) > 0)
         debug = options.cluster_debug or config.verbose_cluster_logs
         live = bool(getattr(self.stream, "isatty", lambda: False)()) and not config.ci and not debug
         progress = ConsoleProgress(self.stream, paint, self._mid_line, self.verbosity,
@@ -174,6 +174,11 @@ class DistributedTestRunner(unittest.TextTestRunner):
                 self._report(result, stats, paint, plan, config)
                 failure_logs.annotations()
         return result
+
+    def _keep_ttl(self, config) -> float:
+        """Seconds idle clusters outlive the run: keep_clusters_ttl, else 600 with
+        --keep-cluster, else 0 (not kept)."""
+        return config.keep_clusters_ttl or (600.0 if self.options.keep_cluster else 0.0)
 
     def plan(self, tests: list) -> tuple:
         """(plan, whether selection changed the suite, whether cluster tests remain).
