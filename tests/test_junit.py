@@ -295,7 +295,11 @@ class JUnitReportOfBufferedRun(unittest.TestCase):
         self.assertNotIn("Stdout:", text)
         self.assertNotIn("stdout-of-test_fail", text)
         subtest = self.case("test_outcomes.Subtests", "test_odd_subtests_fail (i=1)")
-        self.assertEqual(subtest.findtext("system-out"), "subtest-stdout-0\nsubtest-stdout-1\n")
+        if sys.version_info >= (3, 11):
+            self.assertEqual(subtest.findtext("system-out"), "subtest-stdout-0\nsubtest-stdout-1\n")
+        else:  # before 3.11 unittest reports subtests when the test ends, with all its output
+            self.assertTrue(subtest.findtext("system-out").startswith(
+                "subtest-stdout-0\nsubtest-stdout-1\n"))
         cluster = self.case("test_cluster.Pair", "test_prints_and_fails")
         self.assertEqual(cluster.findtext("system-out"), "stdout-of-a-cluster-test\n")
 
