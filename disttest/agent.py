@@ -300,9 +300,15 @@ class Agent:
 
     def _forget_kept(self, *extra) -> None:
         # We hold these locks, so removing their files is safe (see clusters/ports.py).
-        for path in self.lock_paths + [p for p in extra if p]:
+        from disttest.clusters import lockfiles
+
+        for path in self.lock_paths:
+            if path in _held_locks:
+                lockfiles.unlock(path, _held_locks.pop(path))
+        for path in extra:  # the record, in the owner's private state directory
             try:
-                os.unlink(path)
+                if path:
+                    os.unlink(path)
             except OSError:
                 pass
 
@@ -400,28 +406,22 @@ def _exit(code: int) -> None:
 
 
 _detached = False
-_held_locks: list = []
+_held_locks: dict = {}  # path -> descriptor holding its lock
 _agent = None  # the process's Agent, for the stdin watcher
 
 
 def _take_locks(paths) -> None:
     # The controller holds these until it exits; wait for each, then hold it
-    # for as long as this node lives (the kernel drops it when we end).
-    import fcntl
+    # for as long as this node lives (the kernel drops it when we end). The
+    # lock directory is shared with other users: lockfiles opens no link.
+    from disttest.clusters import lockfiles
 
     for path in paths:
-        for _ in range(100):
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            try:
-                if os.fstat(fd).st_ino == os.stat(path).st_ino:
-                    os.ftruncate(fd, 0)
-                    os.write(fd, f"{os.getpid()}\n".encode())
-                    _held_locks.append(fd)
-                    break
-            except FileNotFoundError:
-                pass
-            os.close(fd)
+        fd = lockfiles.lock(path, wait=True, attempts=100)
+        if fd is None:
+            _log(f"port lock {path} is not a plain lock file: not taken over")
+        else:
+            _held_locks[path] = fd
 
 
 def _watch_stdin(stdin) -> None:

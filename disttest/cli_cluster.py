@@ -208,7 +208,7 @@ def cmd_clean(args, config) -> int:
             # record here names belongs to another state directory's registry
             # and ends after its idle TTL: not ours to stop.
             kept_elsewhere = not parent_alive and proc.info["pid"] not in known_pids and any(
-                Path(path).parent.name == "disttest-port-locks" for path in files)
+                Path(path).parent.name.startswith("disttest-port-locks") for path in files)
             if proc.info["pid"] in known_pids or parent_alive or kept_elsewhere:
                 open_logs.update(files)
                 others += kept_elsewhere
@@ -240,10 +240,7 @@ def cmd_clean(args, config) -> int:
             port = int(lock.stem)
         except ValueError:
             continue
-        allocator = PortAllocator((port, port))
-        fd = allocator._try_lock(port)
-        if fd is not None:
-            allocator._unlock(port, fd)
+        if PortAllocator((port, port)).remove_if_free(port):
             removed.append(f"port lock {port}")
     from disttest.clusters.netns import cleanup_leftovers, unavailable
 

@@ -46,6 +46,7 @@ def _node_check(config) -> tuple[Check, int | None]:
 
 
 def _ports_check(config, address: str) -> Check:
+    from disttest.clusters import lockfiles
     from disttest.clusters.ports import PortAllocator, default_lock_dir, port_is_free
     from disttest.resources import port_holders
 
@@ -57,7 +58,7 @@ def _ports_check(config, address: str) -> Check:
     # Only a port with a lock file can be held by a run; trying those alone (rather
     # than locking every port of the range) keeps this check fast and leaves the
     # shared lock directory alone.
-    locked = {port for port, path in _lock_files(lock_dir, low, high) if _held(path)}
+    locked = {port for port, path in _lock_files(lock_dir, low, high) if lockfiles.is_held(path)}
     free = sum(1 for port in allocator.candidates()
                if port not in locked and port_is_free(address, port))
     needed = config.max_cluster_size * 2
@@ -77,23 +78,6 @@ def _lock_files(lock_dir, low: int, high: int):
     for path in lock_dir.glob("*.lock"):
         if path.stem.isdigit() and low <= int(path.stem) <= high:
             yield int(path.stem), path
-
-
-def _held(path) -> bool:
-    """Whether a run holds the lock of this lock file (a shared try-lock fails)."""
-    import fcntl
-
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:
-        return False  # released (removed) meanwhile
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except OSError:
-        return True
-    finally:
-        os.close(fd)  # closing drops our shared lock, if we got it
-    return False
 
 
 def run_checks(config) -> list[Check]:

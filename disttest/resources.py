@@ -33,14 +33,22 @@ def port_holders(low: int, high: int, lock_dir: Path | None = None) -> list[str]
     except (psutil.Error, OSError):
         pass
     if lock_dir is not None and Path(lock_dir).is_dir():
+        from disttest.clusters import lockfiles
+
         for path in Path(lock_dir).glob("*.lock"):
-            try:
-                port = int(path.stem)
-                pid = int(path.read_text().strip() or 0)
-            except (ValueError, OSError):
+            if not path.stem.isdigit() or not low <= int(path.stem) <= high:
                 continue
-            if low <= port <= high and port not in found and pid and psutil.pid_exists(pid):
+            port = int(path.stem)
+            if port in found or not lockfiles.is_held(path):
+                continue
+            owner, pid = lockfiles.holder(path)
+            if owner is not None and owner != os.getuid():
+                # Only a file of ours is trusted to name its holder.
+                found[port] = f"{port} locked by another user's process (uid {owner})"
+            elif pid and psutil.pid_exists(pid):
                 found[port] = f"{port} locked by disttest run {describe_process(pid)}"
+            else:
+                found[port] = f"{port} locked by a process of this user"
     return [found[p] for p in sorted(found)]
 
 

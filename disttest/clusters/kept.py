@@ -54,7 +54,7 @@ def keep(pool, ttl: float, name: str | None = None, pinned: bool = False,
                 # Each node takes over the locks of its own ports only: a lock
                 # is held by one process, and a node that waited for a peer's
                 # lock would hold none of its own.
-                lock_paths = [str(pool.allocator._path(port)) for port in node.ports.values()
+                lock_paths = [str(pool.allocator.path(port)) for port in node.ports.values()
                               if port in entry.ports]
                 node._request(("detach", ttl, lock_paths, str(record_path), str(node.log_path)),
                               timeout=5)
@@ -190,19 +190,15 @@ def _remove_free_lock(port: int, pid: int | None = None, wait: float = 2.0) -> N
     shows as ended (a zombie) as soon as its main thread exits, and its files
     are closed only when its last thread has.
     """
+    from disttest.clusters import lockfiles
     from disttest.clusters.ports import PortAllocator
 
     allocator = PortAllocator((port, port))
     deadline = time.monotonic() + wait
     while True:
-        fd = allocator._try_lock(port)
-        if fd is not None:  # nobody holds it: the file is a leftover
-            allocator._unlock(port, fd)
+        if allocator.remove_if_free(port):  # nobody held it: the file was a leftover
             return
-        try:
-            holder = allocator._path(port).read_text().strip()
-        except OSError:
-            return  # removed meanwhile
-        if pid is None or holder != str(pid) or time.monotonic() >= deadline:
-            return  # held by someone else: theirs
+        owner, holder = lockfiles.holder(allocator.path(port))
+        if pid is None or holder != pid or time.monotonic() >= deadline:
+            return  # removed meanwhile, or held by someone else: theirs
         time.sleep(0.01)

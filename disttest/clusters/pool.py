@@ -87,6 +87,8 @@ class ClusterPool:
         self._registry = None
         self.allocator = allocator or PortAllocator(tuple(config.port_range), self.host,
                                                     reserved=self._reserved_ports)
+        if self.allocator.lock_dir_note:
+            self.events.emit("warning", message=self.allocator.lock_dir_note)
         self.entries: list[Entry] = []
         self._failures: dict[tuple, tuple[int, ClusterStartError]] = {}
         self.started_pids: set[int] = set()   # every node process this pool started

@@ -6,20 +6,19 @@ lock file, and (3) nothing listens on it right now. The lock is held for the
 life of the cluster; the kernel drops it if the process dies, so a crashed
 run never leaves a port locked. Lock files are removed on release; a locker
 re-checks after locking that its file is still the one at the path, which
-makes removal safe against a concurrent locker.
+makes removal safe against a concurrent locker. The lock directory is shared
+with other users: see clusters/lockfiles.py for how its files are opened.
 """
 from __future__ import annotations
 
-import errno
-import fcntl
 import os
 import random
 import socket
-import tempfile
 import threading
 from pathlib import Path
 
-from disttest.errors import PortRangeExhausted
+from disttest.clusters import lockfiles
+from disttest.errors import DisttestError, PortRangeExhausted
 
 # Ports that development tools commonly use: never hand them to a node.
 WELL_KNOWN_DEV_PORTS = frozenset({
@@ -30,15 +29,21 @@ WELL_KNOWN_DEV_PORTS = frozenset({
 })
 
 
-def default_lock_dir() -> Path:
-    """One directory per machine, shared by every run (sticky, like /tmp)."""
-    path = Path(tempfile.gettempdir()) / "disttest-port-locks"
+def lock_dir_and_note() -> tuple[Path, str | None]:
+    """The lock directory (one per machine, shared by every run, sticky like /tmp)
+    and a note when it was not safe and this user's own one is used instead."""
     try:
-        path.mkdir(mode=0o1777, exist_ok=True)
-        os.chmod(path, 0o1777)
-    except PermissionError:
-        pass  # made by another user: usable as long as it is writable
-    return path
+        return lockfiles.choose_lock_dir()
+    except lockfiles.UnsafeLockDir as exc:
+        raise DisttestError(
+            "no safe directory for port locks", kind="lock-dir",
+            cause=exc.strerror,
+            steps=["remove the directories named (they were not made by this user), "
+                   "or set TMPDIR to a directory of your own"]) from None
+
+
+def default_lock_dir() -> Path:
+    return lock_dir_and_note()[0]
 
 
 def port_is_free(host: str, port: int) -> bool:
@@ -60,7 +65,11 @@ class PortAllocator:
         self.low, self.high = port_range
         self.host = host
         self.reserved = reserved  # () -> ports never to hand out (kept clusters')
-        self.lock_dir = Path(lock_dir) if lock_dir else default_lock_dir()
+        self.lock_dir_note = None  # why the shared lock directory was not used
+        if lock_dir:
+            self.lock_dir = Path(lock_dir)
+        else:
+            self.lock_dir, self.lock_dir_note = lock_dir_and_note()
         self._held: dict[int, int] = {}  # port -> fd of its lock file
         self._lock = threading.Lock()
 
@@ -116,39 +125,23 @@ class PortAllocator:
     def release_all(self) -> None:
         self.release(list(self._held))
 
-    def _path(self, port: int) -> Path:
+    def path(self, port: int) -> Path:
+        """The lock file of ``port``."""
         return self.lock_dir / f"{port}.lock"
 
+    def remove_if_free(self, port: int) -> bool:
+        """Remove ``port``'s lock file unless someone holds its lock; True if removed."""
+        fd = self._try_lock(port)
+        if fd is None:
+            return False
+        self._unlock(port, fd)
+        return True
+
     def _try_lock(self, port: int) -> int | None:
-        path = self._path(port)
-        for _ in range(3):
-            try:
-                fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
-            except OSError:
-                return None
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError as exc:
-                os.close(fd)
-                if exc.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
-                    return None
-                raise
-            try:  # still the file at the path? (another process may have removed it)
-                if os.fstat(fd).st_ino == os.stat(path).st_ino:
-                    os.ftruncate(fd, 0)
-                    os.write(fd, f"{os.getpid()}\n".encode())
-                    return fd
-            except FileNotFoundError:
-                pass
-            os.close(fd)
-        return None
+        return lockfiles.lock(self.path(port))
 
     def _unlock(self, port: int, fd: int) -> None:
-        try:
-            os.unlink(self._path(port))
-        except OSError:
-            pass
-        os.close(fd)
+        lockfiles.unlock(self.path(port), fd)
 
     def _exhausted(self, needed: int, found: int) -> PortRangeExhausted:
         from disttest.resources import port_holders

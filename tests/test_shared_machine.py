@@ -1,0 +1,151 @@
+"""What another local user can do to a run, end to end: plant links, files and
+directories where runs share state, leave records of the wrong shape, reuse
+pids. Each test reproduces one way a run used to be harmed.
+
+Runs are subprocesses on copies of ``tests/samples_lifecycle`` samples, with a
+temporary directory (``TMPDIR``, sticky and world-writable like /tmp) of
+their own, so the shared lock directory they use is the test's.
+"""
+from __future__ import annotations
+
+import os
+import random
+import socket
+import stat
+import unittest
+from pathlib import Path
+
+from disttest.clusters.ports import WELL_KNOWN_DEV_PORTS, port_is_free
+from tests import support
+from tests.other_user import OTHER_UID, HeldByOther, require_root, run_as_other
+from tests.samples_lifecycle.harness import Project, assert_left_nothing
+
+SECRET = "IMPORTANT DATA 1\n"
+
+
+def free_ports(count: int) -> tuple[int, int]:
+    """``count`` consecutive free ports in 45000-47999 (no other test uses these)."""
+    for _ in range(200):
+        low = random.randrange(45000, 48000 - count)
+        ports = range(low, low + count)
+        if not set(ports) & WELL_KNOWN_DEV_PORTS and all(
+                port_is_free("127.0.0.1", p) for p in ports):
+            return low, low + count - 1
+    raise unittest.SkipTest(f"no {count} consecutive free ports in 45000-47999")
+
+
+class SharedTmp:
+    """A project whose runs use a private sticky, world-writable TMPDIR, and a
+    file of the victim (0600) that the other user would like truncated."""
+
+    def __init__(self, testcase: unittest.TestCase, sample: str = "keep",
+                 ports: int = 5) -> None:
+        self.project = Project(testcase, sample)
+        self.tmp = self.project.tmp / "tmp"
+        self.tmp.mkdir()
+        os.chmod(self.tmp, 0o1777)
+        os.chmod(self.project.tmp, 0o755)  # the other user must reach TMPDIR
+        self.low, self.high = free_ports(ports)
+        self.project.extra_env.update(TMPDIR=str(self.tmp),
+                                      DISTTEST_PORT_RANGE=f"{self.low}-{self.high}",
+                                      DISTTEST_MAX_CLUSTER_SIZE="2")
+        private = self.project.tmp / "private"
+        private.mkdir(mode=0o700)
+        self.victim = private / "important.txt"
+        self.victim.write_text(SECRET)
+        os.chmod(self.victim, 0o600)
+        self.locks = self.tmp / "disttest-port-locks"
+
+    def shared_dir(self) -> Path:
+        """The shared lock directory as a first run makes it (root's, sticky)."""
+        self.locks.mkdir(mode=0o1777)
+        os.chmod(self.locks, 0o1777)
+        return self.locks
+
+
+class LockFiles(unittest.TestCase):
+
+    def setUp(self):
+        require_root()
+
+    def test_links_and_planted_files_in_the_lock_directory_harm_nothing(self):
+        shared = SharedTmp(self)
+        locks = shared.shared_dir()
+        ports = list(range(shared.low, shared.high + 1))
+        victim = str(shared.victim)
+
+        def plant():
+            # Links to the victim's file, a FIFO (opening it would hang) and a
+            # plain file claiming pid 1: three of the five ports.
+            os.symlink(victim, locks / f"{ports[0]}.lock")
+            os.symlink(victim, locks / f"{ports[1]}.lock")
+            os.mkfifo(locks / f"{ports[2]}.lock")
+            (locks / f"{ports[3]}.lock").write_text("1\n")
+
+        run_as_other(plant)
+        run = shared.project.run("--keep-cluster", timeout=60)
+        self.assertEqual(run.returncode, 0, run)
+        self.assertEqual(shared.victim.read_text(), SECRET, "a run wrote through a link")
+        # The plain file nobody holds blocked nothing: the pair got ports 3 and 4.
+        [record] = shared.project.records()
+        used = sorted(p for node in record["nodes"] for p in node["ports"].values())
+        self.assertEqual(used, ports[3:], record)
+        # Never written: it is the other user's.
+        self.assertEqual((locks / f"{ports[3]}.lock").read_text(), "1\n")
+
+        stop = shared.project.cluster("stop", "--all")
+        self.assertEqual(stop.returncode, 0, stop)
+        clean = shared.project.cluster("clean")
+        self.assertEqual(clean.returncode, 0, clean)
+        self.assertEqual(shared.victim.read_text(), SECRET, "cluster clean wrote through a link")
+        # The links are still links: neither followed nor replaced by a file of ours.
+        self.assertTrue(os.path.islink(locks / f"{ports[0]}.lock"))
+        assert_left_nothing(self, run)
+
+    def test_a_port_locked_by_another_user_is_not_blamed_on_a_disttest_run(self):
+        shared = SharedTmp(self, ports=2)
+        locks = shared.shared_dir()
+        holders = [HeldByOther(locks / f"{port}.lock") for port in (shared.low, shared.high)]
+        for holder in holders:
+            self.addCleanup(holder.close)
+        run = shared.project.run()
+        self.assertIn("has only 0 free port(s), 2 needed", run.output)
+        self.assertIn(f"{shared.low} locked by another user's process (uid {OTHER_UID})",
+                      run.output)
+        self.assertNotIn("disttest run pid 1", run.output)
+
+    def test_a_lock_directory_made_by_another_user_is_not_used(self):
+        shared = SharedTmp(self)
+        locks = shared.locks
+
+        def make_dir():
+            os.mkdir(locks, 0o777)
+            os.chmod(locks, 0o777)  # writable by all, not sticky, and theirs
+
+        run_as_other(make_dir)
+        run = shared.project.run()
+        self.assertEqual(run.returncode, 0, run)
+        own = shared.tmp / f"disttest-port-locks-{os.getuid()}"
+        self.assertIn(f"port lock directory {locks} is owned by another user "
+                      f"(uid {OTHER_UID}): not used; this user's runs lock ports in {own}",
+                      run.output)
+        self.assertEqual(list(locks.iterdir()), [], "a run wrote into the other user's directory")
+        self.assertEqual(stat.S_IMODE(own.stat().st_mode), 0o700)
+        assert_left_nothing(self, run)
+
+    def test_a_link_in_place_of_the_lock_directory_is_not_followed(self):
+        shared = SharedTmp(self)
+        target = shared.project.tmp / "private-dir"
+        target.mkdir(mode=0o700)
+
+        run_as_other(os.symlink, str(target), str(shared.locks))
+        run = shared.project.run()
+        self.assertEqual(run.returncode, 0, run)
+        self.assertIn(f"port lock directory {shared.locks} is a symbolic link: not used",
+                      run.output)
+        self.assertEqual(stat.S_IMODE(target.stat().st_mode), 0o700, "chmod followed the link")
+        self.assertEqual(list(target.iterdir()), [])
+
+
+if __name__ == "__main__":
+    unittest.main()
