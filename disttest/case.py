@@ -19,11 +19,41 @@ from disttest.errors import DisttestError
 __unittest = True  # hide these frames from failure tracebacks, as unittest does
 
 
+class _ClassOrInstanceProperty(property):
+    """A read-only property that also answers on the class (``cls.nodes``)."""
+
+    def __get__(self, obj, owner=None):
+        if obj is None and owner.__dict__.get("cluster") is None:
+            # Tools that inspect classes (getattr over dir()) expect AttributeError.
+            raise AttributeError(f"{owner.__qualname__}.nodes exists while the class holds "
+                                 "its cluster (from setUpClass to tearDownClass)")
+        return self.fget(owner if obj is None else obj)
+
+
+class _NodeLifecycle:
+    """Runs a class's ``setUpNode``/``tearDownNode`` as its nodes come and go."""
+
+    def __init__(self, cls: type) -> None:
+        self.cls = cls
+        self.set_up: set[int] = set()  # id() of the nodes whose current process is set up
+
+    def node_started(self, node) -> None:
+        self.set_up.discard(id(node))
+        self.cls.setUpNode(node)
+        self.set_up.add(id(node))
+
+    def node_stopping(self, node) -> None:
+        if id(node) in self.set_up:
+            self.set_up.discard(id(node))
+            self.cls.tearDownNode(node)
+
+
 class DistributedTestCase(unittest.TestCase):
     """A TestCase whose class gets a live cluster of ``cluster_size`` nodes.
 
     Override ``setUpClass``/``tearDownClass`` only with ``super()`` calls; put
-    cluster preparation in ``setUpCluster``/``tearDownCluster``.
+    cluster preparation in ``setUpCluster``/``tearDownCluster``, and what every
+    node runs (again after a restart) in ``setUpNode``/``tearDownNode``.
     """
 
     cluster_size: int | None = None      # None: the configured default_cluster_size
@@ -40,10 +70,16 @@ class DistributedTestCase(unittest.TestCase):
     def setUpClass(cls) -> None:
         super().setUpClass()
         _acquire_cluster(cls)
+        hook = "setUpNode"
         try:
+            lifecycle = _NodeLifecycle(cls)
+            for node in cls._disttest_lent.nodes:
+                node.lifecycle = lifecycle
+                lifecycle.node_started(node)
+            hook = "setUpCluster"
             cls.setUpCluster()
         except BaseException as exc:
-            _setup_failed(cls, exc)
+            _setup_failed(cls, exc, hook)
             _release_cluster(cls)
             raise
 
@@ -51,7 +87,10 @@ class DistributedTestCase(unittest.TestCase):
     def tearDownClass(cls) -> None:
         try:
             if cls.__dict__.get("cluster") is not None:
-                cls.tearDownCluster()
+                try:
+                    cls.tearDownCluster()
+                finally:
+                    _stop_nodes(cls)
         finally:
             _release_cluster(cls)
             super().tearDownClass()
@@ -64,6 +103,23 @@ class DistributedTestCase(unittest.TestCase):
     def tearDownCluster(cls) -> None:
         """Undo ``setUpCluster``; the node reset undoes the rest."""
 
+    @classmethod
+    def setUpNode(cls, node) -> None:
+        """Prepare one node; runs every time a node comes up for this class.
+
+        Before ``setUpCluster`` on every node the class may use (in node
+        order), and again on a node after ``node.restart()``, so a service
+        started here survives restarts.
+        """
+
+    @classmethod
+    def tearDownNode(cls, node) -> None:
+        """Undo ``setUpNode`` on a node that still runs, before disttest stops it.
+
+        After ``tearDownCluster`` on every running node, and in ``node.restart()``
+        before the old process is killed. A node the test killed gets none.
+        """
+
     # -- per test --------------------------------------------------------------
     def run(self, result=None):
         # A method that asked for its own size sees a cluster of that size.
@@ -73,15 +129,19 @@ class DistributedTestCase(unittest.TestCase):
             self.cluster = lent.view(min(size, len(lent)))
         return super().run(result)
 
-    @property
+    @_ClassOrInstanceProperty
     def nodes(self) -> list:
-        """The nodes this test asked for (its method's size, else the class's)."""
-        return self.cluster_nodes()
+        """The nodes this test asked for (its method's size, else the class's).
+
+        ``cls.nodes`` in a class-level hook is the class's nodes.
+        """
+        return DistributedTestCase.cluster_nodes(self)
 
     def cluster_nodes(self) -> list:
         """The nodes this test asked for, as a list (same as ``self.nodes``)."""
         if self.cluster is None:
-            raise DisttestError(f"{type(self).__qualname__} has no cluster",
+            cls = self if isinstance(self, type) else type(self)
+            raise DisttestError(f"{cls.__qualname__} has no cluster",
                                 "setUpClass did not run or did not call super().setUpClass()",
                                 ["call super().setUpClass() in an overriding setUpClass"],
                                 kind="no-cluster")
@@ -136,8 +196,8 @@ def _acquire_cluster(cls: type) -> None:
         raise unittest.SkipTest("needs real node processes; the cluster is simulated")
 
 
-def _setup_failed(cls: type, exc: BaseException) -> None:
-    """Tell the run once, with the node logs, why setUpCluster failed."""
+def _setup_failed(cls: type, exc: BaseException, hook: str = "setUpCluster") -> None:
+    """Tell the run once, with the node logs, why setUpNode or setUpCluster failed."""
     from disttest.errors import Diagnosis
 
     cluster = cls.__dict__.get("_disttest_lent")
@@ -147,7 +207,7 @@ def _setup_failed(cls: type, exc: BaseException) -> None:
         if tail:
             tails.append(f"{node.name}: " + tail.replace("\n", "\n    "))
     diagnosis = Diagnosis(
-        f"setUpCluster of {cls.__module__}.{cls.__qualname__} failed: "
+        f"{hook} of {cls.__module__}.{cls.__qualname__} failed: "
         f"{type(exc).__name__}: {exc}".splitlines()[0],
         "the class's tests did not run; the cluster is reset before anyone reuses it"
         + ("\nnode logs end with:\n" + "\n".join(tails) if tails else ""),
@@ -155,10 +215,28 @@ def _setup_failed(cls: type, exc: BaseException) -> None:
     _session.current().events.emit("diagnosis", diagnosis=diagnosis)
 
 
+def _stop_nodes(cls: type) -> None:
+    """``tearDownNode`` on every running node of the class (last node first)."""
+    cluster = cls.__dict__.get("_disttest_lent")
+    first_error = None
+    for node in reversed(cluster.nodes if cluster is not None else []):
+        lifecycle = node.lifecycle
+        node.lifecycle = None
+        if lifecycle is not None and node.alive and not node.paused:
+            try:
+                lifecycle.node_stopping(node)
+            except BaseException as exc:
+                first_error = first_error or exc
+    if first_error is not None:
+        raise first_error
+
+
 def _release_cluster(cls: type) -> None:
     cluster = cls.__dict__.get("_disttest_lent")
     if cluster is None:
         return
+    for node in cluster.nodes:
+        node.lifecycle = None
     cls.cluster = cls._disttest_lent = None
     _session.current().release(cls, cluster)
 

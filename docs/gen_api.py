@@ -35,7 +35,8 @@ SECTIONS = [
 
 # Members of classes worth listing (public, documented here on purpose).
 MEMBERS = {
-    "DistributedTestCase": ["setUpCluster", "tearDownCluster", "nodes", "cluster_nodes",
+    "DistributedTestCase": ["setUpCluster", "tearDownCluster", "setUpNode", "tearDownNode",
+                            "nodes", "cluster_nodes",
                             "with_cluster_size", "wait_until", "assertClusterHealthy"],
     "Cluster": ["node", "view", "call_all", "healthy", "wait_healthy", "info", "partition",
                 "isolate", "cut", "delay", "heal", "faults", "stop"],

@@ -104,8 +104,13 @@ class Node:
         self.events = events
         self.process: Process | None = None
         self.paused = False
-        self.restarts = 0
+        self.restarts = 0     # restart() calls while lent to the current holder
+        self.incarnation = 0  # which process this is: 0 first, +1 on every restart
         self.settings: dict = {}
+        # Whoever holds the node (a test class) is told when a process of it
+        # comes up and before one it set up is stopped: ``node_started(node)``
+        # and ``node_stopping(node)``.
+        self.lifecycle = None
         self.metrics: list[dict] = []  # one per process this node had (restarts add more)
         self.debug = False  # emit an "rpc" event per call (--cluster-debug)
         self.stopped_on_purpose = False  # kill()/terminate() by the test: not a crash
@@ -348,7 +353,18 @@ class Node:
             self.paused = False
 
     def restart(self) -> None:
-        """A new process with the same name, ports and key; state starts empty."""
+        """A new process with the same name, ports and key; state starts empty.
+
+        The holder's ``tearDownNode`` runs first when the node is still running,
+        its ``setUpNode`` once the new process answers.
+        """
+        lifecycle = self.lifecycle
+        stopping_error = None
+        if self.alive and lifecycle is not None and not self.paused:
+            try:
+                lifecycle.node_stopping(self)
+            except BaseException as exc:  # the restart still happens; raised after it
+                stopping_error = exc
         if self.alive:
             self.kill()
         self.stop_process(0.0)
@@ -358,10 +374,15 @@ class Node:
         self.paused = False
         self.stopped_on_purpose = False
         self.restarts += 1
+        self.incarnation += 1
         if self.settings:
             self._request(("configure", self.settings))
         if self.events:
             self.events.emit("node_restarted", node=self.name, pid=self.pid)
+        if lifecycle is not None and lifecycle is self.lifecycle:
+            lifecycle.node_started(self)
+        if stopping_error is not None:
+            raise stopping_error
 
     # -- used by the pool ---------------------------------------------------
     def attach(self, process: Process) -> None:

@@ -5,10 +5,12 @@ Run it from the repository root:
     python -m disttest discover -s examples -t examples -v
 
 Each class gets a live cluster of node processes. The store is started on
-every node once per class (``setUpCluster``); the tests of a class share that
-cluster one after the other, so each test repairs what it broke (``tearDown``)
-and uses keys of its own. Between classes disttest resets the nodes, which
-runs ``server.stop`` (registered with ``this_node.on_reset``).
+every node process by ``setUpNode``, which disttest runs on each node before
+the class's tests and again whenever ``node.restart()`` brings a node back, so
+a restarted node runs the store without the test starting it. The tests of a
+class share that cluster one after the other, so each test repairs what it
+broke (``tearDown``) and uses keys of its own. Between classes disttest resets
+the nodes, which runs ``server.stop`` (registered with ``this_node.on_reset``).
 
 Nothing here sleeps and hopes: every wait is a ``wait_until`` on the
 condition the test is about, with a timeout generous enough for a loaded CI
@@ -40,8 +42,12 @@ class KVStoreTestCase(disttest.DistributedTestCase):
     node_ports = ("app",)  # the port each node serves the store on
 
     @classmethod
+    def setUpNode(cls, node) -> None:
+        # On every node process: the first one, and each one restart() starts.
+        node.call(server.start)
+
+    @classmethod
     def setUpCluster(cls) -> None:
-        cls.cluster.call_all(server.start)  # on every node, in parallel
         # The test process talks to the nodes directly (never through the
         # fault proxies), so it can always observe every node.
         cls.client = Client([node.address("app") for node in cls.cluster])
@@ -53,12 +59,12 @@ class KVStoreTestCase(disttest.DistributedTestCase):
 
     def tearDown(self) -> None:
         # Leave the cluster as the next test expects it: every node running
-        # the store. (A restarted node comes back empty and catches up.)
+        # the store. (A restarted node runs it again through setUpNode, comes
+        # back empty and catches up.)
         for node in self.nodes:
             node.resume()  # harmless when it is not paused
             if not node.alive:
                 node.restart()
-        self.cluster.call_all(server.start)  # starts it where it is not running
 
     # -- helpers ------------------------------------------------------------------
     def wait_for_leader(self, other_than=None, timeout: float = 10.0):
@@ -82,11 +88,6 @@ class KVStoreTestCase(disttest.DistributedTestCase):
         for node in nodes or self.nodes:
             self.wait_until(lambda: self.local_value(node, key) == value, timeout=timeout,
                             message=f"{node.name} never had {key}={value!r}")
-
-    def restart_store(self, node) -> None:
-        """Bring a killed node back: a new process, then the store on it."""
-        node.restart()
-        node.call(server.start)
 
 
 class ReplicationTest(KVStoreTestCase):
@@ -125,7 +126,7 @@ class ReplicationTest(KVStoreTestCase):
         self.client.put(self.key, "after")  # the client finds the new leader itself
         self.assertEqual(self.client.get(self.key, consistent=True), "after")
         # The old leader comes back empty (no disk) and catches up as a follower.
-        self.restart_store(old)
+        old.restart()  # a new process; setUpNode starts the store on it
         self.wait_replicated(self.key, "after", [old])
         self.wait_until(lambda: node_role(old) == "follower", timeout=10)
 
@@ -136,7 +137,7 @@ class ReplicationTest(KVStoreTestCase):
         for i in range(10):  # the leader and the other follower are still a majority
             self.client.put(f"{self.key}-{i}", i)
         self.client.put(self.key, "new")
-        self.restart_store(follower)
+        follower.restart()  # a new process; setUpNode starts the store on it
         self.wait_replicated(self.key, "new", [follower])
         self.wait_replicated(f"{self.key}-9", 9, [follower])
 
@@ -174,7 +175,7 @@ class QuorumTest(KVStoreTestCase):
             self.client.put(self.key, "pending", node=self.leader.address("app"), timeout=1)
         # A write that timed out is not a write that failed: it waits in the
         # leader's log and commits as soon as a majority is back.
-        self.restart_store(down[0])
+        down[0].restart()  # a new process; setUpNode starts the store on it
         self.wait_until(lambda: self.client.get(self.key, consistent=True, timeout=1) == "pending",
                         timeout=15)
         self.client.put(self.key, "after")
