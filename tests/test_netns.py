@@ -27,7 +27,7 @@ import unittest
 from unittest import mock
 from pathlib import Path
 
-from disttest.clusters import netns
+from disttest.clusters import netns, netns_host
 from disttest.clusters.netns import NetnsNetwork, cleanup_leftovers
 from disttest.clusters.faults import NetworkFaultError
 from disttest.errors import ClusterStartError, NetworkModeError
@@ -511,17 +511,17 @@ class LifetimeTests(unittest.TestCase):
                                       stdout=subprocess.PIPE, text=True)
         self.addCleanup(controller.stdout.close)
         left = json.loads(controller.stdout.readline())
-        mine = f"{netns.NS_PREFIX}{netns._owner()}-alive-0"  # a live owner's: kept
+        mine = f"{netns.NS_PREFIX}{netns_host.owner_name()}-alive-0"  # a live owner's: kept
         ip("netns", "add", mine)
         self.addCleanup(subprocess.run, ["ip", "netns", "del", mine])
         # What cleanup_leftovers() does, under the lock it takes: so that no other
         # run on this machine cleans up in between.
-        with netns._machine_lock():
+        with netns_host.machine_lock():
             controller.kill()  # no chance to clean up
             controller.wait()
             self.assertLessEqual(set(left["namespaces"]), namespaces())
             self.assertLessEqual(set(left["links"]), links())
-            removed = netns._remove_leftovers()
+            removed = netns_host.remove_leftovers()
         self.assertNotIn(mine, cleanup_leftovers())
         self.assertLessEqual(set(left["namespaces"]) | set(left["links"]), set(removed))
         self.assertNotIn(mine, removed)
@@ -529,7 +529,7 @@ class LifetimeTests(unittest.TestCase):
         self.assertEqual(set(left["links"]) & links(), set())
         self.assertIn(mine, namespaces())
         self.assertIsNotNone(left["sleeper_start"])
-        self.assertIsNone(netns._start_time(left["sleeper"]),  # killed (maybe a zombie)
+        self.assertIsNone(netns_host.start_time(left["sleeper"]),  # killed (maybe a zombie)
                           "the process left inside a namespace still runs")
 
     def test_without_root_it_says_why(self):
@@ -547,16 +547,16 @@ class LifetimeTests(unittest.TestCase):
 # A controller that makes a network, then waits to be killed.
 KILLED = """
 import json, subprocess, time
-from disttest.clusters import netns
+from disttest.clusters import netns, netns_host
 net = netns.NetnsNetwork("left")
 boots = [net.add_node_boot(name) for name in ("x", "y")]
 net.delay("x", "y", 1)
 sleeper = subprocess.Popen(boots[0]["exec_prefix"] + ["sleep", "60"])
 time.sleep(0.1)
 print(json.dumps({"namespaces": [net.namespace("x"), net.namespace("y")],
-                  "links": [l for l in netns.json.loads(netns._run(["ip", "-j", "link", "show"]))
+                  "links": [l for l in json.loads(netns_host.run_command(["ip", "-j", "link", "show"]))
                             for l in [l["ifname"]] if net.bridge[3:] in l],
-                  "sleeper": sleeper.pid, "sleeper_start": netns._start_time(sleeper.pid)}),
+                  "sleeper": sleeper.pid, "sleeper_start": netns_host.start_time(sleeper.pid)}),
       flush=True)
 time.sleep(60)
 """

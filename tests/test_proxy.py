@@ -545,9 +545,9 @@ class TrafficUnderFaultsTests(ProxyTestCase):
 SELECTOR_FALLBACK = r"""
 import select, socket, time
 del select.epoll  # as on macOS and the BSDs: the platform's selector is used
-from disttest.clusters import proxy
+from disttest.clusters import proxy, proxy_streams
 from tests.test_proxy import EchoServer, round_trip
-assert proxy.READ == 1 and proxy.WRITE == 2, (proxy.READ, proxy.WRITE)
+assert proxy_streams.READ == 1 and proxy_streams.WRITE == 2, (proxy_streams.READ, proxy_streams.WRITE)
 server = EchoServer()
 with proxy.ProxyNetwork() as net:
     address = net.add_route("a", "b", "echo", server.address)
