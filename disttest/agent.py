@@ -2,8 +2,9 @@
 
 Life of a node:
 
-1. read one JSON line of bootstrap from stdin (never argv or the environment:
-   the cluster key is in it);
+1. read the bootstrap from stdin (never argv or the environment: the cluster
+   key is in it): a line holding the size in bytes, then that many bytes of a
+   ``marshal``-ed dict (see ``disttest.clusters.launcher.bootstrap_bytes``);
 2. bind the control listener on the configured host, port 0;
 3. print ``DISTTEST-READY <port> <pid>`` on stdout, then point stdout at the
    log file (stderr already is);
@@ -105,6 +106,8 @@ class Agent:
         self.spawned: dict[int, dict] = {}
         self.spawn_ids = iter(range(1, 1 << 62))
         self.lock = threading.Lock()
+        # The requests this node serves: exactly those protocol.OPS declares.
+        self.handlers = {name: getattr(self, "op_" + name) for name in protocol.OPS}
         self.listener = socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET)
         self.listener.bind((self.host, 0))
         self.listener.listen(64)
@@ -142,8 +145,10 @@ class Agent:
                     self.gate.wait()  # a paused simulated node answers nothing
                 self.busy += 1
                 try:
-                    op, *args = _loads(request)
-                    reply = (protocol.OK, getattr(self, "op_" + str(op))(*args))
+                    op, args = protocol.check(_loads(request))
+                    reply = (protocol.OK, self.handlers[op](*args))
+                except protocol.ProtocolError as exc:
+                    reply = (protocol.ERR, (protocol.PROTOCOL_ERROR, str(exc), "", None))
                 except BaseException as exc:  # reported to the caller, never fatal here
                     reply = (protocol.ERR, _describe(exc))
                 finally:
@@ -177,7 +182,7 @@ class Agent:
                 pass
         self.context.reset_callbacks.clear()
 
-    # -- operations (op_<name> is what a request ("name", ...) runs) --------
+    # -- operations (op_<name> serves the request protocol.OPS[name]) --------
     def op_ping(self):
         return os.getpid()
 
@@ -212,14 +217,14 @@ class Agent:
     def op_spawn_status(self, spawn_id, wait):
         record = self.spawned.get(spawn_id)
         if record is None:
-            return ("gone", None)
+            return (protocol.SPAWN_GONE, None)
         if wait:
             record["thread"].join(wait)
         if not record["done"]:
-            return ("running", None)
+            return (protocol.SPAWN_RUNNING, None)
         if record["error"] is not None:
-            return ("error", record["error"])
-        return ("done", record["result"])
+            return (protocol.SPAWN_ERROR, record["error"])
+        return (protocol.SPAWN_DONE, record["result"])
 
     def op_reset(self, timeout):
         """Give the node back clean: (the problems that stop that, ports still busy)."""
@@ -258,7 +263,7 @@ class Agent:
                 "spawned_running": sum(1 for r in self.spawned.values() if not r["done"]),
                 "rss_bytes": _rss_bytes()}
 
-    def op_detach(self, ttl, lock_paths, record_path, log_path=None):
+    def op_detach(self, ttl, lock_paths, record_path, log_path):
         """Outlive the controller: take over the port locks, end after ``ttl`` idle seconds."""
         global _detached
         self.ttl = ttl
@@ -373,7 +378,7 @@ def _describe(exc: BaseException, unpicklable=None) -> tuple:
         kind = type(unpicklable)
         message = (f"the result of type {kind.__module__}.{kind.__qualname__} cannot be "
                    f"pickled to send back: {exc}")
-        return ("disttest.SerializationError", message, "", None)
+        return (protocol.SERIALIZATION_ERROR, message, "", None)
     kind = type(exc)
     name = kind.__qualname__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"
     tb = exc.__traceback__

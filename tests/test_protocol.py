@@ -1,14 +1,22 @@
-"""The wire protocol: frames and the HMAC challenge-response handshake."""
+"""The wire protocol: frames, the HMAC handshake, and the declared requests."""
 from __future__ import annotations
 
+import ast
 import hmac
+import inspect
 import os
+import pickle
 import socket
 import struct
 import threading
 import unittest
 
+from pathlib import Path
+
+from disttest.agent import Agent
 from disttest.clusters import protocol
+from disttest.errors import DisttestError
+from disttest.requirements import Requirement
 from tests import support
 
 KEY = os.urandom(32)
@@ -183,6 +191,118 @@ class HandshakeTests(unittest.TestCase):
         self.assertEqual(len(challenges), 2)
         self.assertNotEqual(challenges[0], challenges[1])
         self.assertTrue(all(c.startswith(protocol._CHALLENGE) for c in challenges))
+
+
+
+def _request_sites():
+    """Every place in disttest/ that names an op: (module, op name) for calls of
+    ``request``/``_request``/``dumps_request`` with a literal first argument,
+    and for tuple literals that begin with a declared op name."""
+    sites = []
+    root = Path(protocol.__file__).resolve().parent.parent
+    for path in sorted(root.rglob("*.py")):
+        module = path.relative_to(root.parent).as_posix()
+        for node in ast.walk(ast.parse(path.read_text(), module)):
+            if isinstance(node, ast.Call) and node.args:
+                func = node.func
+                name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+                first = node.args[0]
+                if name in ("request", "_request", "dumps_request") and isinstance(
+                        first, ast.Constant) and isinstance(first.value, str):
+                    sites.append((module, first.value))
+            if (isinstance(node, ast.Tuple) and node.elts
+                    and isinstance(node.elts[0], ast.Constant)
+                    and node.elts[0].value in protocol.OPS):
+                sites.append((module, ("tuple", node.elts[0].value)))
+    return sites
+
+
+class DeclaredOpsTests(unittest.TestCase):
+    """protocol.OPS is the one list of requests: the agent serves exactly
+    those, and only Node builds them."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.pool = support.make_pool()
+        cls.cluster = cls.pool.acquire(Requirement(1, fresh=True))
+        cls.node = cls.cluster[0]
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.pool.release(cls.cluster)
+        support.shutdown_and_check(cls.pool)
+
+    def test_the_op_table(self):
+        self.assertEqual({name: args for name, (args, _) in protocol.OPS.items()}, {
+            "ping": (), "call": ("fn", "args", "kwargs"), "spawn": ("fn", "args", "kwargs"),
+            "spawn_status": ("spawn_id", "wait"), "configure": ("settings",),
+            "reset": ("timeout",), "info": (),
+            "detach": ("ttl", "lock_paths", "record_path", "log_path"), "attach": (),
+            "shutdown": ()})
+        for name, (_, reply) in protocol.OPS.items():
+            self.assertTrue(reply, name)
+
+    def test_the_agent_serves_exactly_the_declared_ops_with_their_arguments(self):
+        served = {name[3:]: getattr(Agent, name) for name in dir(Agent)
+                  if name.startswith("op_")}
+        self.assertEqual(set(served), set(protocol.OPS))
+        for name, method in served.items():
+            params = tuple(inspect.signature(method).parameters)[1:]
+            self.assertEqual(params, protocol.OPS[name][0], name)
+
+    def test_requests_are_built_only_by_node_and_only_of_declared_ops(self):
+        sites = _request_sites()
+        self.assertEqual({m for m, _ in sites},
+                         {"disttest/clusters/node.py", "disttest/clusters/cluster.py"})
+        names = {op for _, op in sites}
+        self.assertEqual(names, set(protocol.OPS), "every op is sent by some Node method, "
+                         "and no request is a bare tuple")
+
+    def test_request_checks_the_declaration(self):
+        self.assertEqual(protocol.request("reset", 2.0), ("reset", 2.0))
+        with self.assertRaisesRegex(protocol.ProtocolError, "unknown op 'bogus'; a node serves "
+                                    "attach, call, configure"):
+            protocol.request("bogus")
+        with self.assertRaisesRegex(protocol.ProtocolError,
+                                    r"op 'reset' takes 1 argument\(s\) \(timeout\), not 0"):
+            protocol.request("reset")
+
+    def _raw(self, message):
+        """Send ``message`` as it is, on a connection of our own; the reply."""
+        conn = socket.create_connection((self.node.host, self.node.process.control_port), 5)
+        with conn:
+            protocol.client_handshake(conn, bytes.fromhex(self.node.boot["key"]))
+            protocol.send_frame(conn, pickle.dumps(message))
+            return pickle.loads(protocol.recv_frame(conn))
+
+    def test_a_node_rejects_an_unknown_op_with_a_protocol_error(self):
+        for message, says in [(("op_bogus",), "unknown op 'op_bogus'"),
+                              (("__init__", {}), "unknown op '__init__'"),
+                              (("reset",), "op 'reset' takes 1 argument"),
+                              (("ping", 1, 2), "op 'ping' takes 0 argument"),
+                              (["ping"], "a request is a tuple"),
+                              ((), "a request is a tuple")]:
+            with self.subTest(message=message):
+                status, (kind, text, traceback_text, blob) = self._raw(message)
+                self.assertEqual((status, kind), (protocol.ERR, protocol.PROTOCOL_ERROR))
+                self.assertIn(says, text)
+                self.assertEqual((traceback_text, blob), ("", None))
+        self.assertEqual(self._raw(("ping",)), (protocol.OK, self.node.pid))
+
+    def test_the_controller_raises_a_protocol_error_as_a_disttest_error(self):
+        payload = pickle.dumps(("bogus", 1))
+        with self.assertRaises(DisttestError) as cm:
+            self.node._request_bytes(payload, "bogus")
+        self.assertEqual(cm.exception.diagnosis.kind, "protocol")
+        self.assertIn(f"node {self.node.name} refused a request: unknown op 'bogus'",
+                      str(cm.exception))
+        self.assertGreater(self.node.ping(), 0)  # the connection is still usable
+
+    def test_node_methods_speak_the_declared_ops(self):
+        self.assertEqual(self.node.attach(), self.node.pid)
+        info = self.node.info()
+        self.assertEqual((info["pid"], info["name"]), (self.node.pid, self.node.name))
+        self.assertEqual(self.node.reset(2.0), ([], []))
 
 
 if __name__ == "__main__":

@@ -56,8 +56,7 @@ def keep(pool, ttl: float, name: str | None = None, pinned: bool = False,
                 # lock would hold none of its own.
                 lock_paths = [str(pool.allocator.path(port)) for port in node.ports.values()
                               if port in entry.ports]
-                node._request(("detach", ttl, lock_paths, str(record_path), str(node.log_path)),
-                              timeout=5)
+                node.detach(ttl, lock_paths, str(record_path))
         except DisttestError as error:
             pool.events.emit("warning", message=f"cluster {entry.id} could not be kept: "
                              f"{error.diagnosis.problem}")
@@ -146,9 +145,9 @@ def _verify(pool, record: dict) -> list[Node]:
         node = Node(boot=boot, launcher=pool.launchers[False], log_path=Path(info["log_path"]),
                     call_timeout=pool.config.call_timeout,
                     startup_timeout=pool.config.startup_timeout, events=pool.events)
-        node.attach(AdoptedProcess(info["pid"], info["control_port"], Path(info["log_path"])))
+        node.use_process(AdoptedProcess(info["pid"], info["control_port"], Path(info["log_path"])))
         try:
-            pid = node._request(("attach",), timeout=5)
+            pid = node.attach()
         except (DisttestError, OSError) as error:
             raise DisttestError(f"node {info['name']} does not answer the cluster key: "
                                 f"{str(error).splitlines()[0]}", kind="stale") from None

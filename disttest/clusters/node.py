@@ -18,26 +18,8 @@ from typing import Any, Callable
 from disttest.clusters import protocol, serialize
 from disttest.clusters.launcher import Process
 from disttest.clusters.launcher import tail as _tail
-from disttest.errors import (CallTimeoutError, DisttestError, NodeCrashedError, RemoteError,
-                             SerializationError)
-
-
-def _remote_error(node: str, value: tuple) -> DisttestError:
-    remote_type, message, traceback_text, blob = value
-    if remote_type == "disttest.SerializationError":
-        return SerializationError(message, "results travel back as pickles",
-                                  ["return plain data (numbers, strings, lists, dicts, dataclasses)"],
-                                  node=node)
-    original = None
-    if blob is not None:
-        try:
-            original = serialize.loads(blob)
-        except Exception:
-            original = None
-    return RemoteError(message, f"raised by code running on node {node}",
-                       ["read the remote traceback for where it was raised"],
-                       remote_type=remote_type, remote_traceback=traceback_text, node=node,
-                       remote_exception=original)
+from disttest.clusters.remote import Spawned, remote_error
+from disttest.errors import CallTimeoutError, DisttestError, NodeCrashedError
 
 
 def _wait_stopped(pid: int, timeout: float) -> None:
@@ -55,36 +37,6 @@ def _wait_stopped(pid: int, timeout: float) -> None:
         if all(state in ("T", "t") for state in states):
             return
         time.sleep(0.001)
-
-
-class Spawned:
-    """Background work started with :meth:`Node.spawn`."""
-
-    def __init__(self, node: "Node", spawn_id: int, fn_name: str) -> None:
-        self.node, self.id, self.fn_name = node, spawn_id, fn_name
-
-    def running(self) -> bool:
-        return self.node._request(("spawn_status", self.id, 0))[0] == "running"
-
-    def result(self, timeout: float | None = None) -> Any:
-        """Wait for the work to end and return its result (or raise its error)."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            wait = 1.0 if deadline is None else max(0.0, min(1.0, deadline - time.monotonic()))
-            status, value = self.node._request(("spawn_status", self.id, wait))
-            if status == "done":
-                return value
-            if status == "error":
-                raise _remote_error(self.node.name, value)
-            if status == "gone":
-                raise DisttestError(f"spawned {self.fn_name} on {self.node.name} was stopped "
-                                    "by a reset", kind="spawn-gone")
-            if deadline is not None and time.monotonic() >= deadline:
-                raise CallTimeoutError(f"spawned {self.fn_name} on {self.node.name} did not "
-                                       f"finish within {timeout:g}s")
-
-    def __repr__(self) -> str:
-        return f"<Spawned {self.fn_name} on {self.node.name}>"
 
 
 class Node:
@@ -190,7 +142,7 @@ class Node:
     def ping(self, timeout: float = 5.0) -> float:
         """Round-trip time of an authenticated no-op, in seconds."""
         start = time.perf_counter()
-        self._request(("ping",), timeout=timeout)
+        self._request("ping", timeout=timeout)
         return time.perf_counter() - start
 
     def logs(self, tail: int | None = None) -> str:
@@ -202,8 +154,13 @@ class Node:
         except OSError:
             return ""
 
-    def _request(self, message: tuple, timeout: float | None = None) -> Any:
-        return self._request_bytes(serialize.dumps(message), message[0], timeout)
+    def spawn_status(self, spawn_id: int, wait: float) -> tuple[str, Any]:
+        """``(state, value)`` of spawned work, waiting up to ``wait`` seconds for its end."""
+        return self._request("spawn_status", spawn_id, wait)
+
+    def _request(self, op: str, *args: Any, timeout: float | None = None) -> Any:
+        """Send the request ``op`` (declared in protocol.OPS) and return its reply."""
+        return self._request_bytes(serialize.dumps(protocol.request(op, *args)), op, timeout)
 
     def _request_bytes(self, payload: bytes, what: str, timeout: float | None = None) -> Any:
         return self._receive(self._send(payload, what, timeout), what)
@@ -234,7 +191,7 @@ class Node:
                              ms=round((time.perf_counter() - started) * 1000, 3))
         if status == protocol.OK:
             return value
-        raise _remote_error(self.name, value)
+        raise remote_error(self.name, value)
 
     def _failed(self, conn: socket.socket, what: str, timeout: float | None,
                 exc: BaseException) -> BaseException:
@@ -376,7 +333,7 @@ class Node:
         self.restarts += 1
         self.incarnation += 1
         if self.settings:
-            self._request(("configure", self.settings))
+            self._request("configure", self.settings)
         if self.events:
             self.events.emit("node_restarted", node=self.name, pid=self.pid)
         if lifecycle is not None and lifecycle is self.lifecycle:
@@ -385,12 +342,38 @@ class Node:
             raise stopping_error
 
     # -- used by the pool ---------------------------------------------------
-    def attach(self, process: Process) -> None:
+    def use_process(self, process: Process) -> None:
+        """Make ``process`` (started or adopted by the pool) this node's process."""
         self.process = process
 
     def configure(self, settings: dict) -> None:
+        """Tell the node its ports and peers (kept across restarts)."""
         self.settings = settings
-        self._request(("configure", settings))
+        self._request("configure", settings)
+
+    def reset(self, timeout: float) -> tuple[list[str], list[int]]:
+        """Stop the node's services and work, clear its state: (problems left, busy ports)."""
+        problems, busy = self._request("reset", timeout, timeout=timeout + 5)
+        return list(problems), list(busy)
+
+    def info(self, timeout: float = 5.0) -> dict[str, Any]:
+        """The node process's own view: pid, ports, uptime, threads, memory."""
+        return self._request("info", timeout=timeout)
+
+    def detach(self, ttl: float, lock_paths: list[str], record_path: str,
+               timeout: float = 5.0) -> None:
+        """Let the node outlive this process: it takes over ``lock_paths`` and
+        ends itself after ``ttl`` idle seconds (a kept cluster)."""
+        self._request("detach", ttl, list(lock_paths), record_path, str(self.log_path),
+                      timeout=timeout)
+
+    def attach(self, timeout: float = 5.0) -> int:
+        """Tell a kept node it is in use again; returns its pid."""
+        return self._request("attach", timeout=timeout)
+
+    def shutdown(self, timeout: float = 2.0) -> None:
+        """Ask the node to end itself (a kept node first removes its port locks)."""
+        self._request("shutdown", timeout=timeout)
 
     def stop_process(self, timeout: float) -> None:
         self._drop_connections()

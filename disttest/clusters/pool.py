@@ -241,7 +241,7 @@ class ClusterPool:
             if node.alive:
                 node.resume()
                 try:
-                    problems, busy = node._request(("reset", timeout), timeout=timeout + 5)
+                    problems, busy = node.reset(timeout)
                     # The controller can see who holds a port; the node cannot (stdlib only).
                     problems += [f"port {port} is held by {holder}" for port in busy
                                  if (holder := resources.holder_of(node.host, port))]
@@ -383,7 +383,7 @@ class ClusterPool:
         processes = launcher.start([n.boot for n in nodes], [n.log_path for n in nodes],
                                    self.config.startup_timeout)
         for node, process in zip(nodes, processes):
-            node.attach(process)
+            node.use_process(process)
             if process.pid:
                 self.started_pids.add(getattr(process, "local_pid", process.pid))
         return nodes

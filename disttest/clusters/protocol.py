@@ -12,6 +12,12 @@ path. So the same ideas are spoken on plain sockets:
   response over the cluster's random key before anything is unpickled;
 * after that every frame is a pickle: requests ``(op, *args)``, replies
   ``(status, value)``.
+
+Every request the controller may send is declared once, in :data:`OPS`: its
+name, its arguments and the shape of its reply. The controller builds
+requests only through :func:`request` (called by ``Node``'s methods); the
+agent serves exactly the ops declared here and answers anything else with a
+protocol error.
 """
 from __future__ import annotations
 
@@ -41,9 +47,67 @@ _NONCE_SIZE = 32
 
 READY_PREFIX = "DISTTEST-READY"
 
-# Reply statuses.
+# Reply statuses: a reply is ``(OK, value)`` or ``(ERR, error description)``,
+# the description being ``(type name, message, traceback text, pickled
+# exception or None)``.
 OK = "ok"
 ERR = "err"
+
+# Type names of error descriptions that do not come from user code.
+PROTOCOL_ERROR = "disttest.ProtocolError"          # a request the node does not serve
+SERIALIZATION_ERROR = "disttest.SerializationError"  # a result that cannot be pickled
+
+# The states of spawned work, first in a ``spawn_status`` reply.
+SPAWN_RUNNING = "running"
+SPAWN_DONE = "done"      # value: the function's result
+SPAWN_ERROR = "error"    # value: the error description
+SPAWN_GONE = "gone"      # stopped by a reset (or never known)
+
+
+# Every request, declared once: name -> (its arguments in order, its reply).
+# The agent serves each with its method ``op_<name>``; ``Node`` sends each
+# from a method of its own. (Plain tuples: the agent imports this module, and
+# its start-up is on every run's critical path.)
+OPS = {
+    "ping": ((), "the node's pid"),
+    "call": (("fn", "args", "kwargs"), "what fn(*args, **kwargs) returned"),
+    "spawn": (("fn", "args", "kwargs"), "an int id for spawn_status"),
+    "spawn_status": (("spawn_id", "wait"), "(state, value): SPAWN_RUNNING, SPAWN_DONE "
+                     "(value: the result), SPAWN_ERROR (value: an error description), SPAWN_GONE"),
+    "configure": (("settings",), "None"),
+    "reset": (("timeout",), "(problems, busy ports): sentences saying what keeps the node "
+              "from being clean (a failed on_reset callback, spawned work still running, "
+              "a busy port), and the ports still in use"),
+    "info": ((), "a dict: pid, name, ports, uptime_s, threads, spawned_running, rss_bytes"),
+    "detach": (("ttl", "lock_paths", "record_path", "log_path"), "None"),
+    "attach": ((), "the node's pid"),
+    "shutdown": ((), "None"),
+}
+
+
+class ProtocolError(Exception):
+    """A request that is not one of :data:`OPS`, or has the wrong arguments."""
+
+
+def check(message) -> tuple:
+    """``(op, args)`` of a request, or :class:`ProtocolError` naming what is wrong."""
+    if type(message) is not tuple or not message:
+        raise ProtocolError(f"a request is a tuple (op, *args), not {type(message).__name__}")
+    op = message[0]
+    declared = OPS.get(op) if type(op) is str else None
+    if declared is None:
+        raise ProtocolError(f"unknown op {op!r}; a node serves {', '.join(sorted(OPS))}")
+    if len(message) - 1 != len(declared[0]):
+        raise ProtocolError(f"op {op!r} takes {len(declared[0])} argument(s) "
+                            f"({', '.join(declared[0]) or 'none'}), not {len(message) - 1}")
+    return op, message[1:]
+
+
+def request(name: str, *args) -> tuple:
+    """The request ``(name, *args)``, checked against its declaration."""
+    message = (name,) + args
+    check(message)
+    return message
 
 
 class AuthenticationError(ConnectionError):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import pickle
 from typing import Any
 
+from disttest.clusters import protocol
 from disttest.errors import SerializationError
 
 try:  # optional extra: disttest[cloudpickle]
@@ -43,7 +44,8 @@ def _culprit(parts: dict[str, Any]) -> tuple[str, Any] | None:
 
 
 def dumps_request(op: str, fn: Any, args: tuple, kwargs: dict) -> bytes:
-    message = (op, fn, args, kwargs)
+    """The request ``op`` ("call" or "spawn") of ``fn(*args, **kwargs)``, as bytes."""
+    message = protocol.request(op, fn, args, kwargs)
     try:
         return pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
     except _PLAIN_FAILURES as plain_error:

@@ -107,6 +107,6 @@ def _node_summary(node) -> dict:
 def _shutdown_kept(node) -> None:
     # A kept node holds its own port locks; asked to shut down, it removes them.
     try:
-        node._request(("shutdown",), timeout=2)
+        node.shutdown()
     except DisttestError:
         pass
