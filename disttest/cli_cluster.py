@@ -52,7 +52,7 @@ def cmd_start(args, config) -> int:
                           f"be {allowed}", steps=["for example: --ports app,admin"],
                           source="command line --ports", key="--ports", value=args.ports,
                           allowed=allowed) from None
-    if args.name and Registry(config.state_path()).find(args.name):
+    if args.name and _registry(config).find(args.name):
         sys.stderr.write(f"disttest: error: a kept cluster named {args.name!r} exists already "
                          f"(stop it first: python -m disttest cluster stop {args.name})\n")
         return 2
@@ -86,13 +86,16 @@ def cmd_start(args, config) -> int:
     return 0
 
 
+def _registry(config) -> Registry:
+    """The state directory's registry; a record set aside is reported on stderr."""
+    return Registry(config.state_path(),
+                    note=lambda text: sys.stderr.write(f"disttest: {text}\n"))
+
+
 def cmd_status(args, config) -> int:
-    registry = Registry(config.state_path())
+    registry = _registry(config)
     rows = []
     for path, record in registry.records():
-        if record is None:
-            rows.append(f"  (unreadable record {path.name}: run 'cluster clean')")
-            continue
         pids = [n["pid"] for n in record["nodes"]]
         alive = sum(pid_alive(p) for p in pids)
         owner = record.get("owner_pid")
@@ -110,7 +113,7 @@ def cmd_status(args, config) -> int:
 
 
 def _find(config, name: str):
-    found = Registry(config.state_path()).find(name)
+    found = _registry(config).find(name)
     if found is None:
         sys.stderr.write(f"disttest: error: no kept cluster named {name!r} "
                          "(see: python -m disttest cluster status)\n")
@@ -154,9 +157,9 @@ def cmd_logs(args, config) -> int:
 
 
 def cmd_stop(args, config) -> int:
-    registry = Registry(config.state_path())
+    registry = _registry(config)
     if args.all:
-        targets = [(p, r) for p, r in registry.records() if r]
+        targets = list(registry.records())
     elif args.name:
         found = _find(config, args.name)
         if found is None:
@@ -179,14 +182,10 @@ def cmd_clean(args, config) -> int:
 
     from disttest.clusters.ports import default_lock_dir
 
-    registry = Registry(config.state_path())
+    registry = _registry(config)
     removed = []
     known_pids = set()
     for path, record in registry.records():
-        if record is None:
-            path.unlink(missing_ok=True)
-            removed.append(f"unreadable record {path.name}")
-            continue
         owner = record.get("owner_pid")
         if owner and pid_alive(owner) and owner != os.getpid():
             known_pids.update(n["pid"] for n in record["nodes"])

@@ -199,7 +199,8 @@ class DistributedTestRunner(unittest.TextTestRunner):
             from disttest import sharding
 
             plan = sharding.shard(plan, *options.shard,
-                                  sharding.load_durations(sharding.durations_path(config)))
+                                  sharding.load_durations(sharding.durations_path(config),
+                                                          self._note))
         return plan, filtered, has_cluster_tests
 
     def requirement_for(self, cls: type, methods: list[str]):
@@ -211,6 +212,9 @@ class DistributedTestRunner(unittest.TextTestRunner):
             return requirement.as_simulated() if self.options.simulate else requirement
         except DisttestError:
             return None  # a bad declaration: the class reports it as its own error
+
+    def _note(self, text: str) -> None:
+        self.stream.writeln(f"disttest: {text}")
 
     def _mid_line(self) -> bool:
         result = self.last_result
@@ -250,7 +254,8 @@ class DistributedTestRunner(unittest.TextTestRunner):
             from disttest import sharding
 
             try:
-                sharding.save_durations(sharding.durations_path(config), result, stats)
+                sharding.save_durations(sharding.durations_path(config), result, stats,
+                                        self._note)
             except (OSError, DisttestError) as error:  # history is a help, never a failure
                 self.stream.writeln(f"disttest: could not record durations: {error}")
 

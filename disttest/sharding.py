@@ -19,6 +19,7 @@ from pathlib import Path
 
 from disttest.errors import ConfigError
 from disttest.planner import Plan
+from disttest.statefiles import BadFile, read_json, set_aside
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -43,17 +44,41 @@ def durations_path(config) -> Path:
     return config.state_path() / "durations" / f"{digest}.json"
 
 
-def load_durations(path: Path) -> dict:
+def durations_problem(data) -> str | None:
+    """What is wrong with the shape of a durations history, or None."""
+    if not isinstance(data, dict):
+        return f"a durations history is a JSON object, not {type(data).__name__}"
+    for key in ("classes", "cluster_startup_s"):
+        table = data.get(key, {})
+        if not isinstance(table, dict):
+            return f"{key!r} must map names to seconds"
+        for name, seconds in table.items():
+            if (not isinstance(seconds, (int, float)) or isinstance(seconds, bool)
+                    or not 0 <= seconds < float("inf")):
+                return f"{key}[{name!r}] must be a number of seconds, not {seconds!r}"
+    return None
+
+
+def load_durations(path: Path, note=None) -> dict:
+    """The durations history in ``path``; empty when there is none. A file of
+    the wrong shape is set aside (with a note to ``note``) and counts as none."""
     try:
-        data = json.loads(path.read_text())
-        return data if isinstance(data, dict) else {}
-    except (OSError, ValueError):
+        data = read_json(path)
+    except FileNotFoundError:
         return {}
+    except BadFile as exc:
+        set_aside(path, str(exc), note)
+        return {}
+    problem = durations_problem(data)
+    if problem is not None:
+        set_aside(path, problem, note)
+        return {}
+    return data
 
 
-def save_durations(path: Path, result, stats) -> None:
+def save_durations(path: Path, result, stats, note=None) -> None:
     """Merge this run's class durations and cluster start-ups into ``path``."""
-    data = load_durations(path)
+    data = load_durations(path, note)
     classes = data.setdefault("classes", {})
     run: dict[str, float] = {}
     for record in result.records:

@@ -8,6 +8,7 @@ their own, so the shared lock directory they use is the test's.
 """
 from __future__ import annotations
 
+import json
 import os
 import random
 import socket
@@ -145,6 +146,98 @@ class LockFiles(unittest.TestCase):
                       run.output)
         self.assertEqual(stat.S_IMODE(target.stat().st_mode), 0o700, "chmod followed the link")
         self.assertEqual(list(target.iterdir()), [])
+
+
+def record_like(cluster_id: str, **changes) -> dict:
+    """A registry record of the right shape, naming no live process."""
+    record = {"id": cluster_id, "name": cluster_id, "created": 1.0, "last_used": 1.0,
+              "ttl": 60.0, "python": "/nonexistent/python", "project": "/nonexistent",
+              "network": "local", "env": [], "port_names": ["app"], "key": "ab" * 32,
+              "host": "127.0.0.1", "tmpdir": "/nonexistent/disttest-x", "owner_pid": None,
+              "pinned": False,
+              "nodes": [{"name": "node-0", "index": 0, "pid": 2 ** 22 + 1,
+                         "control_port": 45000, "ports": {"app": 45001},
+                         "log_path": "/nonexistent/node-0.log"}]}
+    record.update(changes)
+    return record
+
+
+class BadStateFiles(unittest.TestCase):
+    """A record or history of the wrong shape is set aside with a note naming it;
+    runs and ``cluster`` subcommands go on as if it were absent."""
+
+    BAD_RECORDS = {
+        "c91-list": [1, 2],
+        "c92-idonly": {"id": "c92-idonly"},
+        "c93-nopid": None,  # a full record without its node's pid (filled below)
+        "c94-notjson": "{not json",
+    }
+
+    def plant_records(self, project: Project) -> dict[str, Path]:
+        folder = project.state / "clusters"
+        folder.mkdir(parents=True, mode=0o700)
+        paths = {}
+        for cluster_id, content in self.BAD_RECORDS.items():
+            if content is None:
+                content = record_like(cluster_id)
+                del content["nodes"][0]["pid"]
+            path = folder / f"{cluster_id}.json"
+            path.write_text(content if isinstance(content, str) else json.dumps(content))
+            paths[cluster_id] = path
+        return paths
+
+    def assert_set_aside(self, run, paths: dict[str, Path]) -> None:
+        self.assertNotIn("Traceback", run.output, run)
+        for path in paths.values():
+            self.assertIn(f"{path} is not a valid disttest file (", run.output)
+            self.assertFalse(path.exists(), path)
+            self.assertTrue(path.with_name(path.name + ".bad").exists(), path)
+
+    def test_runs_go_on_and_set_bad_records_aside(self):
+        project = Project(self, "keep")
+        paths = self.plant_records(project)
+        run = project.run()
+        self.assertEqual(run.returncode, 0, run)
+        self.assertIn("OK", run.output)
+        self.assertIn("(field 'name' must be a non-empty string): set aside as c92-idonly.json.bad",
+                      run.output)
+        self.assertIn("(nodes[0].pid must be a pid (an integer above 1))", run.output)
+        self.assertIn("(a record is a JSON object, not list)", run.output)
+        self.assert_set_aside(run, paths)
+        # Set aside once: the next run has nothing to say about them.
+        again = project.run()
+        self.assertEqual(again.returncode, 0, again)
+        self.assertNotIn("not a valid disttest file", again.output)
+
+    def test_cluster_subcommands_go_on_and_set_bad_records_aside(self):
+        for command in (["status"], ["stop", "--all"], ["clean"]):
+            with self.subTest(command=command):
+                project = Project(self, "keep")
+                paths = self.plant_records(project)
+                run = project.cluster(*command)
+                self.assertEqual(run.returncode, 0, run)
+                self.assert_set_aside(run, paths)
+
+    def test_a_durations_history_of_the_wrong_shape_is_set_aside(self):
+        project = Project(self, "keep")
+        history = project.tmp / "durations.json"
+        for content in ('{"classes": "oops"}', '[1]', '{"cluster_startup_s": {"2": "x"}}'):
+            for args in (["--shard", "1/2"], []):
+                with self.subTest(content=content, args=args):
+                    history.write_text(content)
+                    run = project.run("--durations-file", str(history), *args)
+                    self.assertEqual(run.returncode, 0, run)
+                    self.assertNotIn("Traceback", run.output)
+                    self.assertIn(f"{history} is not a valid disttest file (", run.output)
+                    self.assertEqual(history.with_name("durations.json.bad").read_text(),
+                                     content)
+                    if args:  # shards never write the history
+                        self.assertFalse(history.exists())
+                    else:  # a whole run records a fresh one
+                        data = json.loads(history.read_text())
+                        self.assertIn("tests.test_keep.Pair", data["classes"])
+                    history.with_name("durations.json.bad").unlink()
+                    history.unlink(missing_ok=True)
 
 
 if __name__ == "__main__":

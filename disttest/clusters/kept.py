@@ -100,10 +100,6 @@ def adopt(pool, requirement):
     if requirement.simulated:
         return None
     for path, record in list(pool.registry.records()):
-        if record is None:
-            path.unlink(missing_ok=True)
-            pool.events.emit("warning", message=f"removed unreadable cluster record {path}")
-            continue
         if (record.get("python") != sys.executable or record.get("project") != project_of(pool.config)
                 or record.get("network") != requirement.network
                 or tuple(map(tuple, record.get("env", []))) != requirement.env):

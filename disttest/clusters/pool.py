@@ -153,7 +153,8 @@ class ClusterPool:
     @property
     def registry(self) -> Registry:
         if self._registry is None:
-            self._registry = Registry(self.config.state_path())
+            self._registry = Registry(self.config.state_path(), note=lambda text: self.events.emit(
+                "warning", message=text))
         return self._registry
 
     def _reserved_ports(self) -> set[int]:

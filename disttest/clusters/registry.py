@@ -5,6 +5,11 @@ cluster key). A record is a claim, never trusted on its own: before a run
 reuses a kept cluster it checks the interpreter, the project, that every node
 process is alive and answers the key, and resets it. Anything that fails is
 a stale record: removed, with a note.
+
+Every record is checked for its shape when read (``record_problem``): a file
+that is not JSON, or JSON of another shape, is set aside -- renamed to
+``<name>.bad``, never deleted, so it can be looked at -- with a note naming
+it, and is never handed to the code that uses records.
 """
 from __future__ import annotations
 
@@ -15,10 +20,67 @@ import time
 from pathlib import Path
 from typing import Any, Iterator
 
+from disttest.statefiles import BadFile, read_json, set_aside
+
+
+_TEXT_FIELDS = ("id", "name", "python", "project", "key", "host", "tmpdir")
+_NODE_TEXT_FIELDS = ("name", "log_path")
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_port(value) -> bool:
+    return _is_int(value) and 0 < value < 65536
+
+
+def record_problem(record: Any) -> str | None:
+    """What is wrong with the shape of a registry record, or None when it is usable."""
+    if not isinstance(record, dict):
+        return f"a record is a JSON object, not {type(record).__name__}"
+    for key in _TEXT_FIELDS:
+        if not isinstance(record.get(key), str) or not record[key]:
+            return f"field {key!r} must be a non-empty string"
+    for key in ("created", "last_used", "ttl"):
+        if not isinstance(record.get(key), (int, float)) or isinstance(record[key], bool):
+            return f"field {key!r} must be a number"
+    owner = record.get("owner_pid")
+    if owner is not None and not (_is_int(owner) and owner > 0):
+        return "field 'owner_pid' must be null or a pid"
+    if not isinstance(record.get("env"), list) or not all(
+            isinstance(kv, list) and len(kv) == 2 and all(isinstance(x, str) for x in kv)
+            for kv in record["env"]):
+        return "field 'env' must be a list of [name, value] pairs of strings"
+    if not isinstance(record.get("port_names"), list) or not all(
+            isinstance(x, str) for x in record["port_names"]):
+        return "field 'port_names' must be a list of strings"
+    nodes = record.get("nodes")
+    if not isinstance(nodes, list) or not nodes:
+        return "field 'nodes' must be a non-empty list"
+    for i, node in enumerate(nodes):
+        if not isinstance(node, dict):
+            return f"nodes[{i}] must be a JSON object"
+        for key in _NODE_TEXT_FIELDS:
+            if not isinstance(node.get(key), str):
+                return f"nodes[{i}].{key} must be a string"
+        if not _is_int(node.get("index")) or node["index"] < 0:
+            return f"nodes[{i}].index must be a non-negative integer"
+        if not _is_int(node.get("pid")) or node["pid"] <= 1:
+            return f"nodes[{i}].pid must be a pid (an integer above 1)"
+        if not _is_port(node.get("control_port")):
+            return f"nodes[{i}].control_port must be a port number"
+        ports = node.get("ports")
+        if not isinstance(ports, dict) or not all(
+                isinstance(k, str) and _is_port(v) for k, v in ports.items()):
+            return f"nodes[{i}].ports must map names to port numbers"
+    return None
+
 
 class Registry:
-    def __init__(self, state_dir: Path) -> None:
+    def __init__(self, state_dir: Path, note=None) -> None:
         self.dir = Path(state_dir) / "clusters"
+        self.note = note  # (str) -> None: told about every record set aside
 
     def _ensure(self) -> Path:
         self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -36,19 +98,29 @@ class Registry:
         os.replace(tmp, path)
         return path
 
-    def records(self) -> Iterator[tuple[Path, dict[str, Any] | None]]:
-        """Every record; ``None`` for a file that cannot be read (a stale one)."""
+    def records(self) -> Iterator[tuple[Path, dict[str, Any]]]:
+        """Every valid record; a bad one is set aside with a note, never yielded."""
         if not self.dir.is_dir():
             return
         for path in sorted(self.dir.glob("*.json")):
             try:
-                yield path, json.loads(path.read_text())
-            except (OSError, ValueError):
-                yield path, None
+                record = read_json(path)
+            except FileNotFoundError:
+                continue  # removed meanwhile (stopped, or set aside by another reader)
+            except BadFile as exc:
+                set_aside(path, str(exc), self.note)
+                continue
+            problem = record_problem(record)
+            if problem is None and record["id"] != path.stem:
+                problem = f"its id {record['id']!r} is not its file name"
+            if problem is not None:
+                set_aside(path, problem, self.note)
+                continue
+            yield path, record
 
     def find(self, name_or_id: str) -> tuple[Path, dict[str, Any]] | None:
         for path, record in self.records():
-            if record and name_or_id in (record.get("id"), record.get("name")):
+            if name_or_id in (record["id"], record["name"]):
                 return path, record
         return None
 
@@ -62,7 +134,7 @@ class Registry:
         """Ports of kept clusters whose nodes still live: never hand them out."""
         ports: set[int] = set()
         for _path, record in self.records():
-            if record and any(pid_alive(n["pid"]) for n in record.get("nodes", [])):
+            if any(pid_alive(n["pid"]) for n in record["nodes"]):
                 for node in record["nodes"]:
                     ports.update(node["ports"].values())
         return ports
