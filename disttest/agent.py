@@ -195,7 +195,7 @@ class Agent:
     def op_spawn(self, fn, args, kwargs):
         spawn_id = next(self.spawn_ids)
         record = {"fn": getattr(fn, "__qualname__", repr(fn)), "done": False,
-                  "error": None, "result": None}
+                  "error": None, "result": None, "seen": False}
 
         def run():
             if self.simulated:
@@ -203,7 +203,10 @@ class Agent:
             try:
                 record["result"] = fn(*args, **kwargs)
             except BaseException as exc:
-                record["error"] = _describe(exc)
+                record["error"] = error = _describe(exc)
+                # In the log when it happens, next to what the node printed then.
+                _log(f"spawned {record['fn']} (job {spawn_id}) failed:\n"
+                     + (error[2] or f"{error[0]}: {error[1]}").rstrip())
             finally:
                 record["done"] = True
 
@@ -214,7 +217,7 @@ class Agent:
         record["thread"].start()
         return spawn_id
 
-    def op_spawn_status(self, spawn_id, wait):
+    def op_spawn_status(self, spawn_id, wait, reads_error):
         record = self.spawned.get(spawn_id)
         if record is None:
             return (protocol.SPAWN_GONE, None)
@@ -223,8 +226,18 @@ class Agent:
         if not record["done"]:
             return (protocol.SPAWN_RUNNING, None)
         if record["error"] is not None:
+            record["seen"] = record["seen"] or reads_error  # the caller has it: not reported again
             return (protocol.SPAWN_ERROR, record["error"])
         return (protocol.SPAWN_DONE, record["result"])
+
+    def op_spawn_failures(self):
+        failures = []
+        with self.lock:
+            for spawn_id, record in self.spawned.items():
+                if record["done"] and record["error"] is not None and not record["seen"]:
+                    record["seen"] = True
+                    failures.append((spawn_id, record["fn"], record["error"]))
+        return failures
 
     def op_reset(self, timeout):
         """Give the node back clean: (the problems that stop that, ports still busy)."""

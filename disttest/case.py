@@ -127,6 +127,8 @@ class DistributedTestCase(unittest.TestCase):
         size = getattr(getattr(self, self._testMethodName, None), "_disttest_cluster_size", None)
         if lent is not None and size:
             self.cluster = lent.view(min(size, len(lent)))
+        if lent is not None:
+            self.addCleanup(_report_spawn_failures, lent)  # the last cleanup to run
         return super().run(result)
 
     @_ClassOrInstanceProperty
@@ -174,6 +176,24 @@ class DistributedTestCase(unittest.TestCase):
         if problems:
             detail = "; ".join(f"{name}: {why}" for name, why in problems.items())
             self.fail(self._formatMessage(msg, f"cluster is not healthy: {detail}"))
+
+
+def _report_spawn_failures(cluster) -> None:
+    """Fail the test that was running when spawned jobs raised (see writing-tests.md)."""
+    from disttest.errors import RemoteError
+
+    failures = [error for node in cluster.nodes for error in node.spawn_failures()]
+    if len(failures) == 1:
+        raise failures[0]
+    if failures:
+        first = failures[0]
+        raise RemoteError(
+            f"{len(failures)} spawned jobs failed during this test: "
+            + "; ".join(f"{e.job} on {e.node}" for e in failures),
+            first.diagnosis.cause, first.diagnosis.steps, remote_type=first.remote_type,
+            node=", ".join(sorted({e.node for e in failures})), kind="spawn-failed",
+            remote_traceback="\n".join(f"[{e.node}] {e.diagnosis.problem}\n{e.remote_traceback}"
+                                       for e in failures))
 
 
 def _acquire_cluster(cls: type) -> None:

@@ -58,6 +58,7 @@ class Node:
         self.paused = False
         self.restarts = 0     # restart() calls while lent to the current holder
         self.incarnation = 0  # which process this is: 0 first, +1 on every restart
+        self.spawned_on_process = False  # spawn() was used on the current process
         self.settings: dict = {}
         # Whoever holds the node (a test class) is told when a process of it
         # comes up and before one it set up is stopped: ``node_started(node)``
@@ -137,7 +138,30 @@ class Node:
         """Start ``fn`` in the background on the node; it is stopped on reset."""
         name = getattr(fn, "__qualname__", repr(fn))
         spawn_id = self._request_bytes(serialize.dumps_request("spawn", fn, args, kwargs), name)
+        self.spawned_on_process = True
         return Spawned(self, spawn_id, name)
+
+    def spawn_failures(self) -> list[RemoteError]:
+        """Errors of spawned jobs that failed and that no ``result()`` has read yet.
+
+        Each failure is returned once. Jobs of a process that has ended are
+        not asked about (their errors are in its log).
+        """
+        if not self.spawned_on_process or not self.alive or self.paused:
+            return []
+        errors = []
+        for spawn_id, fn_name, (remote_type, message, text, _) in self._request("spawn_failures"):
+            errors.append(RemoteError(
+                f"spawned {fn_name} (job {spawn_id}) failed: {message}",
+                "background work started with node.spawn raised, and no handle.result() "
+                "read the error",
+                ["if the test expects the job to fail, read the error: "
+                 "handle.result() raises it",
+                 f"the node's log has the traceback where it happened: "
+                 f"nodes[{self.index}].logs()"],
+                remote_type=remote_type, remote_traceback=text, node=self.name,
+                job=fn_name, kind="spawn-failed"))
+        return errors
 
     def ping(self, timeout: float = 5.0) -> float:
         """Round-trip time of an authenticated no-op, in seconds."""
@@ -154,9 +178,14 @@ class Node:
         except OSError:
             return ""
 
-    def spawn_status(self, spawn_id: int, wait: float) -> tuple[str, Any]:
-        """``(state, value)`` of spawned work, waiting up to ``wait`` seconds for its end."""
-        return self._request("spawn_status", spawn_id, wait)
+    def spawn_status(self, spawn_id: int, wait: float,
+                     reads_error: bool = True) -> tuple[str, Any]:
+        """``(state, value)`` of spawned work, waiting up to ``wait`` seconds for its end.
+
+        ``reads_error``: the caller takes a failure's error, so it is not
+        reported with the test (``spawn_failures``).
+        """
+        return self._request("spawn_status", spawn_id, wait, reads_error)
 
     def _request(self, op: str, *args: Any, timeout: float | None = None) -> Any:
         """Send the request ``op`` (declared in protocol.OPS) and return its reply."""
@@ -332,6 +361,7 @@ class Node:
         self.stopped_on_purpose = False
         self.restarts += 1
         self.incarnation += 1
+        self.spawned_on_process = False
         if self.settings:
             self._request("configure", self.settings)
         if self.events:

@@ -72,8 +72,11 @@ OPS = {
     "ping": ((), "the node's pid"),
     "call": (("fn", "args", "kwargs"), "what fn(*args, **kwargs) returned"),
     "spawn": (("fn", "args", "kwargs"), "an int id for spawn_status"),
-    "spawn_status": (("spawn_id", "wait"), "(state, value): SPAWN_RUNNING, SPAWN_DONE "
-                     "(value: the result), SPAWN_ERROR (value: an error description), SPAWN_GONE"),
+    "spawn_status": (("spawn_id", "wait", "reads_error"), "(state, value): SPAWN_RUNNING, "
+                     "SPAWN_DONE (value: the result), SPAWN_ERROR (value: an error description; "
+                     "with reads_error the error counts as read), SPAWN_GONE"),
+    "spawn_failures": ((), "[(spawn_id, fn name, error description)] of failed spawned work "
+                       "whose error nobody has read; each is returned once"),
     "configure": (("settings",), "None"),
     "reset": (("timeout",), "(problems, busy ports): sentences saying what keeps the node "
               "from being clean (a failed on_reset callback, spawned work still running, "

@@ -36,17 +36,34 @@ def remote_error(node: str, value: tuple) -> DisttestError:
 
 
 class Spawned:
-    """Background work started with :meth:`Node.spawn`."""
+    """Background work started with :meth:`Node.spawn`.
+
+    A handle belongs to the node process that ran the job (``incarnation``):
+    after ``node.restart()`` it answers that the job's process is gone.
+    """
 
     def __init__(self, node: "Node", spawn_id: int, fn_name: str) -> None:
         self.node, self.id, self.fn_name = node, spawn_id, fn_name
+        self.incarnation = node.incarnation
+        self.pid = node.pid
 
     def running(self) -> bool:
-        """True while the work runs."""
-        return self.node.spawn_status(self.id, 0)[0] == protocol.SPAWN_RUNNING
+        """True while the work runs (an error if its node process is gone)."""
+        self._check_incarnation()
+        return self.node.spawn_status(self.id, 0, False)[0] == protocol.SPAWN_RUNNING
+
+    def _check_incarnation(self) -> None:
+        if self.node.incarnation != self.incarnation:
+            raise DisttestError(
+                f"spawned {self.fn_name} ran on {self.node.name}'s earlier process "
+                f"(pid {self.pid}), which restart() replaced",
+                "a job ends with the process that ran it; the new process never ran it",
+                ["spawn the job again on the restarted node (setUpNode does this for "
+                 "every restart)"], kind="spawn-gone", node=self.node.name)
 
     def result(self, timeout: float | None = None) -> Any:
         """Wait for the work to end and return its result (or raise its error)."""
+        self._check_incarnation()
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             wait = 1.0 if deadline is None else max(0.0, min(1.0, deadline - time.monotonic()))
