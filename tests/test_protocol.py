@@ -235,7 +235,8 @@ class DeclaredOpsTests(unittest.TestCase):
     def test_the_op_table(self):
         self.assertEqual({name: args for name, (args, _) in protocol.OPS.items()}, {
             "ping": (), "call": ("fn", "args", "kwargs"), "spawn": ("fn", "args", "kwargs"),
-            "spawn_status": ("spawn_id", "wait"), "configure": ("settings",),
+            "spawn_status": ("spawn_id", "wait", "reads_error"), "spawn_failures": (),
+            "configure": ("settings",),
             "reset": ("timeout",), "info": (),
             "detach": ("ttl", "lock_paths", "record_path", "log_path"), "attach": (),
             "shutdown": ()})

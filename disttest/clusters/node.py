@@ -19,7 +19,7 @@ from disttest.clusters import protocol, serialize
 from disttest.clusters.launcher import Process
 from disttest.clusters.launcher import tail as _tail
 from disttest.clusters.remote import Spawned, remote_error
-from disttest.errors import CallTimeoutError, DisttestError, NodeCrashedError
+from disttest.errors import CallTimeoutError, DisttestError, NodeCrashedError, RemoteError
 
 
 def _wait_stopped(pid: int, timeout: float) -> None:
