@@ -270,6 +270,11 @@ class Agent:
                 busy.append(port)
         return problems, busy
 
+    def op_coverage_save(self):
+        """Write the coverage data measured so far (the controller is about to
+        kill or pause this node); False when the node is not measured."""
+        return _coverage is not None and _coverage.save()
+
     def op_info(self):
         return {"pid": os.getpid(), "name": self.context.name, "ports": dict(self.context.ports),
                 "uptime_s": time.time() - self.started, "threads": threading.active_count(),
@@ -415,6 +420,8 @@ def _log(message: str) -> None:
 
 
 def _exit(code: int) -> None:
+    if _coverage is not None:  # os._exit skips atexit, where coverage would save
+        _coverage.save()
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
@@ -424,6 +431,7 @@ def _exit(code: int) -> None:
 
 
 _detached = False
+_coverage = None  # disttest.coverage_node, when the run is measured
 _held_locks: dict = {}  # path -> descriptor holding its lock
 _agent = None  # the process's Agent, for the stdin watcher
 
@@ -458,7 +466,7 @@ def _watch_stdin(stdin) -> None:
 
 
 def main() -> None:
-    global _main_path
+    global _main_path, _coverage
     stdin = sys.stdin.buffer
     # marshal, not json: it is built in, while json costs milliseconds of imports.
     header = stdin.readline()
@@ -470,6 +478,11 @@ def main() -> None:
     sys.path[:] = boot["sys_path"] + [p for p in sys.path if p not in boot["sys_path"]]
     os.environ.update(boot.get("env", {}))
     _main_path = boot.get("main_path")
+    if boot.get("coverage"):  # the run is measured: so is this node, from here on
+        from disttest import coverage_node
+
+        coverage_node.start(boot["coverage"])
+        _coverage = coverage_node
     global _agent
     agent = _agent = Agent(boot)
     port = agent.listener.getsockname()[1]

@@ -17,6 +17,7 @@ TYPE_CHECKING = False  # typing is for annotations only: a plain run skips its i
 if TYPE_CHECKING:
     from typing import Iterator
 
+from disttest import coverage_support
 from disttest.events import EventBus
 from disttest.requirements import Requirement, requirement_of, with_configured_hosts
 
@@ -182,11 +183,17 @@ def _stop_on_sigterm(session: Session) -> None:
     # A foreign runner killed with SIGTERM would skip atexit; stop the nodes first.
     if threading.current_thread() is not threading.main_thread():
         return
-    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+    previous = signal.getsignal(signal.SIGTERM)
+    # coverage.py's handler (``[run] sigterm = true``) only saves its data and
+    # ends the process: stop the nodes first, then let it do that.
+    if previous is not signal.SIG_DFL and not coverage_support.is_coverage_handler(previous):
         return
 
     def handler(signum, frame):
         session.shutdown()
+        if previous is not signal.SIG_DFL:
+            signal.signal(signum, previous)
+            previous(signum, frame)
         signal.signal(signum, signal.SIG_DFL)
         signal.raise_signal(signum)
 

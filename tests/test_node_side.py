@@ -115,6 +115,11 @@ class AgentWeightTests(unittest.TestCase):
         self.assertEqual(result.returncode, 0, result.stderr)
         loaded = set(json.loads(result.stdout))
         self.assertIn("disttest.agent", loaded)
+        # What the interpreter loads before any code of ours (coverage.py's
+        # subprocess measurement, a sitecustomize) is not the node side's doing.
+        baseline = support.run_python("import sys; print(' '.join(sys.modules))")
+        self.assertEqual(baseline.returncode, 0, baseline.stderr)
+        loaded -= set(baseline.stdout.split())
         for name in HEAVY + ("typing", "dataclasses", "pickle", "multiprocessing"):
             self.assertNotIn(name, loaded)
 

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import disttest
+from disttest import coverage_support
 from disttest.clusters import protocol
 from disttest.errors import ClusterStartError
 
@@ -44,6 +45,7 @@ class Process:
         self.popen = popen
         self.log_path = log_path
         self.control_port: int | None = None
+        self.measured = False  # by coverage.py: saves its data when asked (coverage_save)
 
     @property
     def pid(self) -> int:
@@ -229,6 +231,10 @@ class LocalLauncher(ReadyLines):
                                            boot["cwd"]) from None
                 process = Process(popen, log_path)
                 started.append(process)
+                measure = coverage_support.node_settings(boot["cluster_id"], boot["name"])
+                if measure is not None:  # the run is measured: the node measures itself
+                    boot = dict(boot, coverage=measure)
+                    process.measured = True
                 blob = marshal.dumps(boot)
                 try:
                     popen.stdin.write(b"%d\n" % len(blob) + blob)

@@ -309,10 +309,22 @@ class Node:
         if metrics:
             self.metrics.append(dict(metrics, pid=self.pid))
 
+    def save_coverage(self) -> None:
+        """A node measured by coverage.py writes its data now (it is about to be
+        killed or paused); nothing for other nodes, or one that cannot answer."""
+        process = self.process
+        if process is None or not getattr(process, "measured", False) or self.paused:
+            return  # a paused node saved when it was paused
+        try:
+            self._request(("coverage_save",), timeout=5.0)
+        except DisttestError:  # hung or gone: what it measured since its last save is lost
+            pass
+
     def _signal_and_reap(self, signum: int, timeout: float = 5.0) -> None:
         if self.process is None:
             return
         self.stopped_on_purpose = True
+        self.save_coverage()
         self.record_metrics()
         self.process.signal(signal.SIGCONT)
         self.process.signal(signum)
@@ -325,6 +337,7 @@ class Node:
     def pause(self) -> None:
         """Freeze the node (SIGSTOP): it holds its sockets and answers nothing."""
         if self.process is not None:
+            self.save_coverage()
             self.process.signal(signal.SIGSTOP)
             self.paused = True
             # SIGSTOP takes effect asynchronously: without this wait a call made

@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from disttest import resources
+from disttest import coverage_support, resources
 from disttest.clusters.cluster import Cluster
 from disttest.clusters import kept, network, teardown
 from disttest.clusters.launcher import LocalLauncher
@@ -364,6 +364,9 @@ class ClusterPool:
                 "env": dict(entry.env), "main_path": _main_path()}
         launcher = self._launcher(entry)
         remote = getattr(launcher, "address", None)  # SSH: each node binds its host's address
+        if remote is not None and coverage_support.measured():
+            self.events.emit("warning", message=f"cluster {entry.id}: nodes on SSH hosts are "
+                             "not measured by coverage (only local nodes are)")
         nodes = []
         for i in range(count):
             index = first + i

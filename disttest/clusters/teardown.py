@@ -12,7 +12,7 @@ import shutil
 import time
 from pathlib import Path
 
-from disttest import resources
+from disttest import coverage_support, resources
 from disttest.errors import DisttestError
 
 
@@ -38,6 +38,7 @@ def stop_entries(pool, entries: list) -> None:
         started = time.perf_counter()
         for node in entry.nodes:  # every node was asked already: they end together
             node.stop_process(pool.config.cleanup_timeout)
+        coverage_support.combine_node_data(entry.id)  # when the run is measured
         leftovers = resources.alive(children[entry.id])
         if leftovers:
             resources.kill_all(leftovers)
