@@ -316,7 +316,7 @@ class Node:
         if process is None or not getattr(process, "measured", False) or self.paused:
             return  # a paused node saved when it was paused
         try:
-            self._request(("coverage_save",), timeout=5.0)
+            self._request("coverage_save", timeout=5.0)
         except DisttestError:  # hung or gone: what it measured since its last save is lost
             pass
 

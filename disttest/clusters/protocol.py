@@ -81,6 +81,8 @@ OPS = {
     "reset": (("timeout",), "(problems, busy ports): sentences saying what keeps the node "
               "from being clean (a failed on_reset callback, spawned work still running, "
               "a busy port), and the ports still in use"),
+    "coverage_save": ((), "True when the node is measured by coverage.py and wrote its "
+                      "data file (the controller is about to kill or pause it), else False"),
     "info": ((), "a dict: pid, name, ports, uptime_s, threads, spawned_running, rss_bytes"),
     "detach": (("ttl", "lock_paths", "record_path", "log_path"), "None"),
     "attach": ((), "the node's pid"),
