@@ -185,14 +185,15 @@ def cmd_clean(args, config) -> int:
     registry = _registry(config)
     removed = []
     known_pids = set()
-    for path, record in registry.records():
-        owner = record.get("owner_pid")
-        if owner and pid_alive(owner) and owner != os.getpid():
-            known_pids.update(n["pid"] for n in record["nodes"])
-            continue
-        stopped = kept.stop_record(record, config.cleanup_timeout)
-        path.unlink(missing_ok=True)
-        removed.append(f"cluster {record['name']} ({len(stopped)} live node(s) stopped)")
+    with registry.locked():  # no run adopts a cluster while we decide
+        for path, record in registry.records():
+            owner = record.get("owner_pid")
+            if owner and pid_alive(owner) and owner != os.getpid():
+                known_pids.update(n["pid"] for n in record["nodes"])
+                continue
+            stopped = kept.stop_record(record, config.cleanup_timeout)
+            path.unlink(missing_ok=True)
+            removed.append(f"cluster {record['name']} ({len(stopped)} live node(s) stopped)")
     # Node processes whose controller is gone and that no record names.
     me = os.getuid()
     open_logs = set()

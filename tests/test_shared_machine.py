@@ -19,7 +19,8 @@ from pathlib import Path
 from disttest.clusters.ports import WELL_KNOWN_DEV_PORTS, port_is_free
 from tests import support
 from tests.other_user import OTHER_UID, HeldByOther, require_root, run_as_other
-from tests.samples_lifecycle.harness import Project, assert_left_nothing
+from tests.samples_lifecycle.harness import Project, alive, assert_left_nothing
+from tests.samples_lifecycle.harness import report_pids as support_pids
 
 SECRET = "IMPORTANT DATA 1\n"
 
@@ -238,6 +239,60 @@ class BadStateFiles(unittest.TestCase):
                         self.assertIn("tests.test_keep.Pair", data["classes"])
                     history.with_name("durations.json.bad").unlink()
                     history.unlink(missing_ok=True)
+
+
+class ConcurrentAdoption(unittest.TestCase):
+
+    def test_one_kept_cluster_is_adopted_by_exactly_one_of_six_runs(self):
+        project = Project(self, "keep")
+        first = project.run("--keep-cluster")
+        self.assertEqual(first.returncode, 0, first)
+        [record] = project.records()
+        kept_pids = sorted(node["pid"] for node in record["nodes"])
+
+        procs, reports = [], []
+        for i in range(6):
+            report = project.tmp / f"concurrent-{i}.json"
+            reports.append(report)
+            procs.append(project.popen("--json-report", str(report)))
+        for proc in procs:
+            self.addCleanup(proc.kill)
+        runs = [project.finish(proc, ["run", i], 0.0, report)
+                for i, (proc, report) in enumerate(zip(procs, reports))]
+        for run in runs:
+            self.assertEqual(run.returncode, 0, run)
+        adopters = [run for run in runs if run.report["clusters"][0]["reused_from_previous_run"]]
+        self.assertEqual(len(adopters), 1, "\n".join(map(str, runs)))
+        self.assertEqual(sorted(support_pids(adopters[0].report)), kept_pids)
+        for run in runs:
+            if run is not adopters[0]:
+                self.assertEqual(set(support_pids(run.report)) & set(kept_pids), set())
+        # The adopter stopped it (not kept again); nothing is left anywhere.
+        self.assertEqual(project.records(), [])
+        for run in runs:
+            assert_left_nothing(self, run, kept_pids)
+
+    def test_a_grown_kept_cluster_is_recorded_with_every_node(self):
+        project = Project(self, "keep")
+        first = project.run("--keep-cluster")
+        self.assertEqual(first.returncode, 0, first)
+        [record] = project.records()
+        self.assertEqual(len(record["nodes"]), 2)
+
+        grown = project.run("--keep-cluster", "--cluster-size", "3", report=True)
+        self.assertEqual(grown.returncode, 0, grown)
+        self.assertIn(f"growing cluster {record['id']} from 2 to 3 nodes", grown.stderr)
+        self.assertEqual(grown.report["cluster_starts"], 0, grown)
+        [again] = project.records()
+        self.assertEqual(again["id"], record["id"])
+        pids = [node["pid"] for node in again["nodes"]]
+        self.assertEqual(len(pids), 3, again)
+        self.assertEqual(alive(pids), pids)
+
+        stop = project.cluster("stop", "--all")
+        self.assertEqual(stop.returncode, 0, stop)
+        self.assertIn("(3 node(s))", stop.stdout)
+        self.assertTrue(support.wait_for(lambda: not alive(pids)), alive(pids))
 
 
 if __name__ == "__main__":

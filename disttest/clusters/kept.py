@@ -62,7 +62,8 @@ def keep(pool, ttl: float, name: str | None = None, pinned: bool = False,
                              f"{error.diagnosis.problem}")
             continue
         entry.pinned = pinned or getattr(entry, "pinned", False)
-        registry.save(_record(pool, entry, ttl, name))
+        with registry.locked():
+            registry.save(_record(pool, entry, ttl, name))
         pool.allocator.handover(entry.ports)
         entry.ports = []
         entry.kept = True
@@ -94,11 +95,20 @@ def _record(pool, entry, ttl: float, name: str | None) -> dict:
 
 
 def adopt(pool, requirement):
-    """A verified, kept cluster for ``requirement``, or None."""
-    from disttest.clusters.pool import Entry
+    """A verified, kept cluster for ``requirement``, or None.
 
+    Check, verify and save happen under the registry's lock: of concurrent
+    runs, exactly one takes a kept cluster, and the others see its owner.
+    """
     if requirement.simulated:
         return None
+    with pool.registry.locked():
+        return _adopt(pool, requirement)
+
+
+def _adopt(pool, requirement):
+    from disttest.clusters.pool import Entry
+
     for path, record in list(pool.registry.records()):
         if (record.get("python") != sys.executable or record.get("project") != project_of(pool.config)
                 or record.get("network") != requirement.network

@@ -13,6 +13,7 @@ it, and is never handed to the code that uses records.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -85,6 +86,22 @@ class Registry:
     def _ensure(self) -> Path:
         self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         return self.dir
+
+    @contextlib.contextmanager
+    def locked(self):
+        """Hold the registry's lock (blocking): adopting a kept cluster -- check its
+        owner, verify its nodes, save this run as the owner -- and deciding what
+        ``cluster stop``/``clean`` may stop happen under it, so two processes
+        never both take the same cluster."""
+        import fcntl
+
+        fd = os.open(self._ensure() / ".lock",
+                     os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # drops the lock
 
     def path(self, cluster_id: str) -> Path:
         return self.dir / f"{cluster_id}.json"
