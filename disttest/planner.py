@@ -36,12 +36,32 @@ def is_cluster_class(cls: type) -> bool:
 
 def iter_tests(suite) -> Iterator:
     """Leaves of a suite; a suite class with its own ``run`` is kept whole."""
+    if not isinstance(suite, unittest.TestSuite):
+        yield suite  # a single test given to the runner
+        return
     for item in suite:
         if isinstance(item, unittest.TestSuite) and (
                 type(item).run is unittest.TestSuite.run):
             yield from iter_tests(item)
         else:
             yield item
+
+
+def let_go(suite) -> None:
+    """Drop ``suite``'s references to its tests, which a planned suite now holds.
+
+    unittest's TestSuite lets go of each test once it has run, so a finished
+    test (and whatever it kept on ``self``) is freed; a suite that was
+    reordered into a new one must let go of them as well, or every test of
+    the run would stay alive until its end.
+    """
+    if not isinstance(suite, unittest.TestSuite):
+        return
+    for index, item in enumerate(list(suite)):
+        if isinstance(item, unittest.TestSuite) and type(item).run is unittest.TestSuite.run:
+            let_go(item)
+        # The hook TestSuite.run itself uses, which keeps countTestCases() right.
+        suite._removeTestAtIndex(index)
 
 
 class Unit:
@@ -105,6 +125,14 @@ class Plan:
         tests = [t for unit in self.plain for t in unit.tests]
         for group in self.groups:
             tests.extend(group.tests)
+        return tests
+
+    def take_tests(self) -> list:
+        """The tests in planned order, which the plan no longer holds afterwards
+        (so each is freed when the suite that runs it lets go of it)."""
+        tests = self.ordered_tests()
+        for unit in self.plain + [u for group in self.groups for u in group.units]:
+            unit.tests = []
         return tests
 
 

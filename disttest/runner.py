@@ -14,7 +14,7 @@ import unittest
 
 from disttest.errors import DisttestError
 from disttest.loader import SkippedTest, select
-from disttest.planner import is_cluster_class, iter_tests, plan as make_plan
+from disttest.planner import is_cluster_class, iter_tests, let_go, plan as make_plan
 from disttest.result import DistributedTestResult, RunCheck
 
 # Reports, events and sharding are imported where they are used: a suite that
@@ -121,7 +121,9 @@ class DistributedTestRunner(unittest.TextTestRunner):
         config = self._config()
         tests = list(iter_tests(test))
         if self._plain_run(config, tests):
-            # Exactly unittest's run, at unittest's cost.
+            # Exactly unittest's run, at unittest's cost: no reference to a test
+            # is kept here, so each is freed when its suite lets go of it.
+            del tests
             self.resultclass = unittest.TextTestResult
             return super().run(test)
         from disttest import session as _session
@@ -138,10 +140,13 @@ class DistributedTestRunner(unittest.TextTestRunner):
         events.subscribe(stats.on_event)
 
         plan, filtered, has_cluster_tests = self.plan(tests)
+        del tests  # from here only the suite that runs them holds the tests
         if not plan.reordered and not filtered:
+            plan.take_tests()
             suite = test  # nothing to plan: run exactly what unittest would
         else:
-            suite = unittest.TestSuite(plan.ordered_tests())
+            suite = unittest.TestSuite(plan.take_tests())
+            let_go(test)
         paint = Painter(color_enabled(self.stream, config.ci))
         session = _session.Session(config, events, planned=plan.requirements,
                                    size_override=options.cluster_size, fallback=options.fallback,
