@@ -63,7 +63,14 @@ def console_main() -> None:
         sys.exit(main())
     except BrokenPipeError:
         # The reader went away (``... | head``): not an error of ours to show.
+        # Whatever is still buffered for stdout or stderr goes nowhere, so that
+        # flushing at exit cannot fail again (which would exit 120).
         import os
 
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                os.dup2(devnull, stream.fileno())
+            except (OSError, ValueError, AttributeError):
+                pass
         sys.exit(1)

@@ -14,7 +14,8 @@ import unittest
 
 from disttest.errors import ConfigError, DisttestError
 from disttest.loader import DistributedTestLoader
-from disttest.runner import DistributedTestRunner, RunnerTerminated, RunOptions
+from disttest.interrupts import RunnerTerminated
+from disttest.runner import DistributedTestRunner, RunOptions
 
 FALLBACKS = ("skip", "reduce", "simulate", "fail")
 
@@ -175,17 +176,18 @@ class DistributedTestProgram(unittest.TestProgram):
                           fallback=self.fallback, json_report=self.json_report,
                           junit_xml=self.junit_xml, cluster_debug=self.cluster_debug,
                           simulate=self.simulate, keep_cluster=self.keep_cluster,
-                          strict_cleanup=self.strict_cleanup, shard=self.shard)
+                          strict_cleanup=self.strict_cleanup, shard=self.shard,
+                          catch_break=bool(self.catchbreak))
 
     def runTests(self):
         if self.plan:
             return self._print_plan()
-        # Clusters must always be stopped: Ctrl-C stops after the current test
-        # (a second one at once), as unittest's -c does.
-        self.catchbreak = True
+        # The runner handles Ctrl-C itself, -c included (disttest.interrupts), so
+        # that every cluster is stopped and an interrupted run never exits 0.
         runner_class = self.testRunner
         options = self._run_options()
         if isinstance(runner_class, type) and issubclass(runner_class, DistributedTestRunner):
+            self.catchbreak = False
             # Made here, with the arguments unittest would pass, plus disttest's.
             kwargs = dict(verbosity=self.verbosity, failfast=self.failfast, buffer=self.buffer,
                           warnings=self.warnings, tb_locals=self.tb_locals)
@@ -194,6 +196,11 @@ class DistributedTestProgram(unittest.TestProgram):
             self.testRunner = runner_class(config=self.config, options=options, **kwargs)
         try:
             super().runTests()
+        except SystemExit:
+            interruption = getattr(self.result, "interruption", None)
+            if interruption is not None:
+                sys.exit(interruption.exit_status)
+            raise
         except RunnerTerminated as stop:
             sys.exit(128 + stop.signum)
         except DisttestError as error:

@@ -50,7 +50,72 @@ def _names(test) -> tuple[str, str]:
     return description, description
 
 
-class DistributedTestResult(unittest.TextTestResult):
+class RunProgress:
+    """Mixed into a TextTestResult: which test runs now, which ran last, and
+    whether the run was interrupted (see disttest.interrupts)."""
+
+    current_test: str | None = None   # id of the test running now
+    last_test: str | None = None      # id of the last test that ended
+    last_test_settled = True          # did it get an outcome (not cut short)?
+    interruption = None               # an Interruption, once the run was interrupted
+
+    def startTest(self, test) -> None:
+        self.current_test, self.last_test_settled = test.id(), False
+        super().startTest(test)
+
+    def stopTest(self, test) -> None:
+        super().stopTest(test)
+        self.last_test, self.current_test = self.current_test, None
+
+    def _settled(self, test) -> None:
+        if self.current_test is not None and test.id() == self.current_test:
+            self.last_test_settled = True
+
+    def addSuccess(self, test) -> None:
+        super().addSuccess(test)
+        self._settled(test)
+
+    def addFailure(self, test, err) -> None:
+        super().addFailure(test, err)
+        self._settled(test)
+
+    def addError(self, test, err) -> None:
+        super().addError(test, err)
+        self._settled(test)
+
+    def addSkip(self, test, reason) -> None:
+        super().addSkip(test, reason)
+        self._settled(test)
+
+    def addExpectedFailure(self, test, err) -> None:
+        super().addExpectedFailure(test, err)
+        self._settled(test)
+
+    def addUnexpectedSuccess(self, test) -> None:
+        super().addUnexpectedSuccess(test)
+        self._settled(test)
+
+    @property
+    def interrupted_test(self) -> tuple[str | None, bool]:
+        """(the test an interrupt came during or after, whether it ran to its end)."""
+        if self.current_test is not None:
+            return self.current_test, False
+        return self.last_test, self.last_test_settled
+
+    def interrupted(self, interruption) -> None:
+        self.interruption = interruption
+        self.shouldStop = True
+
+    def wasSuccessful(self) -> bool:
+        # An interrupted run proves nothing about the tests it did not run.
+        return super().wasSuccessful() and self.interruption is None
+
+
+class PlainTestResult(RunProgress, unittest.TextTestResult):
+    """unittest's text result, for runs that involve no cluster."""
+
+
+class DistributedTestResult(RunProgress, unittest.TextTestResult):
     """Records per-test outcome, duration and cluster for the reports."""
 
     def __init__(self, stream, descriptions, verbosity, **kwargs) -> None:

@@ -8,14 +8,14 @@ output.
 """
 from __future__ import annotations
 
-import signal
 import sys
 import unittest
 
 from disttest.errors import DisttestError
+from disttest.interrupts import InterruptHandlers, InterruptibleSuite, RunnerTerminated
 from disttest.loader import SkippedTest, select
 from disttest.planner import is_cluster_class, iter_tests, let_go, plan as make_plan
-from disttest.result import DistributedTestResult, RunCheck
+from disttest.result import DistributedTestResult, PlainTestResult, RunCheck
 
 # Reports, events and sharding are imported where they are used: a suite that
 # never touches clusters runs without them (see ``DistributedTestRunner.run``).
@@ -30,6 +30,7 @@ class RunOptions:
     exclude: list[str] = []
     no_distributed = force_cluster = cluster_debug = simulate = False
     keep_cluster = strict_cleanup = False
+    catch_break = False  # -c: the first Ctrl-C lets the running test finish
     cluster_size: int | None = None
     fallback: str | None = None
     json_report: str | None = None
@@ -48,14 +49,6 @@ class RunOptions:
         return f"RunOptions({vars(self)!r})"
 
 
-class RunnerTerminated(KeyboardInterrupt):
-    """SIGTERM or SIGHUP arrived: stop like Ctrl-C, then exit with 128 + signal."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signum)
-        self.signum = signum
-
-
 class DistributedTestRunner(unittest.TextTestRunner):
     resultclass = DistributedTestResult
 
@@ -65,11 +58,15 @@ class DistributedTestRunner(unittest.TextTestRunner):
         self.options = options or RunOptions()
         self.last_result: DistributedTestResult | None = None
         self.stats = None  # RunStats of the last run
+        self._interrupts: InterruptHandlers | None = None
 
     def _makeResult(self):
         result = super()._makeResult()
         self.last_result = result
-        result.before_report = self._finish_clusters
+        if self._interrupts is not None:
+            self._interrupts.result = result
+        if isinstance(result, DistributedTestResult):
+            result.before_report = self._finish_clusters
         return result
 
     def _finish_clusters(self, result) -> None:
@@ -124,8 +121,11 @@ class DistributedTestRunner(unittest.TextTestRunner):
             # Exactly unittest's run, at unittest's cost: no reference to a test
             # is kept here, so each is freed when its suite lets go of it.
             del tests
-            self.resultclass = unittest.TextTestResult
-            return super().run(test)
+            self.resultclass = PlainTestResult
+            with InterruptHandlers(self.options.catch_break) as self._interrupts:
+                result = super().run(InterruptibleSuite(test))
+            self._say_interrupted(result)
+            return result
         from disttest import session as _session
         from disttest.events import EventBus
         from disttest.report.colors import Painter, color_enabled
@@ -166,19 +166,28 @@ class DistributedTestRunner(unittest.TextTestRunner):
                                 f"fallback {config.effective_fallback}, timeouts "
                                 f"x{config.timeout_multiplier:g}")
         result = None
-        with _session.activate(session), _termination_signals():
+        interrupts = self._interrupts = InterruptHandlers(options.catch_break)
+        with _session.activate(session), interrupts:
             try:
                 if options.force_cluster:
                     session.forced_cluster = session.pool.acquire(
                         Requirement(options.cluster_size or config.default_cluster_size))
-                result = super().run(suite)
+                result = super().run(InterruptibleSuite(suite))
             finally:
                 session.shutdown()
                 stats.finished = stats.started + stats.duration_s
                 result = result or self.last_result
                 self._report(result, stats, paint, plan, config)
                 failure_logs.annotations()
+        self._say_interrupted(result)
         return result
+
+    def _say_interrupted(self, result) -> None:
+        """One line naming what interrupted the run, after everything else."""
+        interruption = getattr(result, "interruption", None)
+        if interruption is not None:
+            self.stream.writeln(interruption.describe(result.testsRun))
+            self.stream.flush()
 
     def _keep_ttl(self, config) -> float:
         """Seconds idle clusters outlive the run: keep_clusters_ttl, else 600 with
@@ -284,28 +293,3 @@ def _skip_reason(options: RunOptions, config) -> str | None:
         return ("cluster tests get no cluster in manual mode (auto_cluster = false); "
                 "set auto_cluster = true to run them")
     return None
-
-
-class _termination_signals:
-    """SIGTERM/SIGHUP stop the run like Ctrl-C, so every cluster is stopped."""
-
-    SIGNALS = tuple(s for s in (getattr(signal, "SIGTERM", None), getattr(signal, "SIGHUP", None))
-                    if s is not None)
-
-    def __enter__(self):
-        self.previous = {}
-        import threading  # here: a plain run never needs it
-
-        if threading.current_thread() is threading.main_thread():
-            for signum in self.SIGNALS:
-                self.previous[signum] = signal.signal(signum, self._raise)
-        return self
-
-    @staticmethod
-    def _raise(signum, frame):
-        raise RunnerTerminated(signum)
-
-    def __exit__(self, *exc_info):
-        for signum, handler in self.previous.items():
-            signal.signal(signum, handler)
-        return False

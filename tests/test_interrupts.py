@@ -44,31 +44,95 @@ class Interrupts(unittest.TestCase):
             self.assertIn(f"cluster {cluster_id} stopped", run.stderr)
         assert_left_nothing(self, run, pids, cluster_ids=self.cluster_ids, wait=2.0)
 
-    def test_ctrl_c_stops_after_the_current_test(self):
-        proc, started, pids = self.start(1.0)
-        proc.send_signal(signal.SIGINT)
-        run = self.finish(proc, started)
-        # The test running at Ctrl-C finished; the next one never started.
-        self.assertEqual(self.project.marker_lines()[2:], ["slept"])
-        self.assertEqual(run.returncode, 0, run)
-        self.assertRegex(run.stderr, r"(?m)^Ran 1 test in ")
+    def assert_interrupted(self, run: Run, signum: int, where: str, ran: int) -> None:
+        """unittest's closing lines for the tests that ran, then the interruption line."""
+        self.assertEqual(run.returncode, 128 + signum, run)
+        self.assertRegex(run.stderr, rf"(?m)^Ran {ran} tests? in ")
+        self.assertRegex(run.stderr, r"(?m)^FAILED")
         self.assertIn("Cluster usage", run.stderr)
-        self.assertNotIn("test_2_after", run.stderr)
-        self.assert_every_cluster_stopped(run, pids)
+        name = "Ctrl-C (SIGINT)" if signum == signal.SIGINT else signal.Signals(signum).name
+        self.assertIn(f"disttest: run interrupted by {name} {where}Sleepy.test_1_sleeps",
+                      run.stderr)
+        self.assertTrue(run.stderr.rstrip().endswith(f"exit status {128 + signum}"), run)
+        self.assertNotIn("Traceback", run.stderr)
 
-    def test_ctrl_c_twice_interrupts_at_once(self):
+    def test_ctrl_c_interrupts_the_current_test(self):
+        # As under python -m unittest (no -c): the running test is cut short.
         proc, started, pids = self.start(30.0)
-        proc.send_signal(signal.SIGINT)
-        time.sleep(0.3)  # the first one handled, so the second is a second one
         sent = time.monotonic()
         proc.send_signal(signal.SIGINT)
         run = self.finish(proc, started)
         self.assertLess(time.monotonic() - sent, 10, "did not stop at once")
-        self.assertNotEqual(run.returncode, 0, run)
-        self.assertIn("KeyboardInterrupt", run.stderr)
         self.assertNotIn("slept", self.project.marker_lines())
-        self.assertIn("Cluster usage", run.stderr)
+        self.assert_interrupted(run, signal.SIGINT, "during tests.test_sleepy.", ran=1)
         self.assert_every_cluster_stopped(run, pids)
+
+    def start_with_notices(self, sleep: float, *args) -> tuple:
+        """Like start(), with stderr in a file that can be read while the run goes on."""
+        errors = open(self.project_tmp() / "stderr.txt", "w+")
+        self.addCleanup(errors.close)
+        proc, started, pids = self.start(sleep, "-c", *args, stderr=errors)
+        return proc, started, pids, errors
+
+    def project_tmp(self):
+        import tempfile
+        from pathlib import Path
+
+        path = Path(tempfile.mkdtemp(prefix="dtlc-notices-"))
+        self.addCleanup(shutil.rmtree, path, True)
+        return path
+
+    def finish_with_notices(self, proc, started, errors) -> Run:
+        run = self.finish(proc, started)
+        errors.seek(0)
+        run.stderr = errors.read()
+        return run
+
+    def wait_for_notice(self, errors, proc) -> None:
+        notice = "disttest: Ctrl-C: stopping after the current test"
+
+        def seen():
+            errors.seek(0)
+            return notice in errors.read() or proc.poll() is not None
+
+        self.assertTrue(support.wait_for(seen, timeout=30), "no Ctrl-C notice")
+
+    def test_ctrl_c_with_c_stops_after_the_current_test(self):
+        proc, started, pids, errors = self.start_with_notices(1.0)
+        proc.send_signal(signal.SIGINT)
+        run = self.finish_with_notices(proc, started, errors)
+        # The test running at Ctrl-C finished; the next one never started.
+        self.assertEqual(self.project.marker_lines()[2:], ["slept"])
+        self.assertIn("disttest: Ctrl-C: stopping after the current test", run.stderr)
+        self.assertNotIn("test_2_after", run.stderr)
+        self.assert_interrupted(run, signal.SIGINT, "after tests.test_sleepy.", ran=1)
+        self.assert_every_cluster_stopped(run, pids)
+
+    def test_ctrl_c_twice_with_c_interrupts_at_once(self):
+        proc, started, pids, errors = self.start_with_notices(30.0)
+        proc.send_signal(signal.SIGINT)
+        self.wait_for_notice(errors, proc)  # the first one handled: the next is a second
+        sent = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        run = self.finish_with_notices(proc, started, errors)
+        self.assertLess(time.monotonic() - sent, 10, "did not stop at once")
+        self.assertNotIn("slept", self.project.marker_lines())
+        self.assert_interrupted(run, signal.SIGINT, "during tests.test_sleepy.", ran=1)
+        self.assert_every_cluster_stopped(run, pids)
+
+    def test_sigint_ignored_at_start_stays_ignored(self):
+        # nohup and background jobs of a non-interactive shell start with SIGINT
+        # ignored; unittest then runs to its end, and so must disttest (-c too).
+        for args in ((), ("-c",)):
+            with self.subTest(args=args):
+                proc, started, pids = self.start(
+                    1.0, *args, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+                proc.send_signal(signal.SIGINT)
+                run = self.finish(proc, started)
+                self.assertEqual(run.returncode, 0, run)
+                self.assertIn("slept", self.project.marker_lines())
+                self.assertRegex(run.stderr, r"(?m)^Ran 2 tests in ")
+                self.assertNotIn("interrupted", run.stderr)
 
     def check_termination(self, signum: int) -> None:
         proc, started, pids = self.start(30.0, "--json-report", "report.json")
@@ -76,9 +140,8 @@ class Interrupts(unittest.TestCase):
         proc.send_signal(signum)
         run = self.finish(proc, started)
         self.assertLess(time.monotonic() - sent, 10, "did not stop at once")
-        self.assertEqual(run.returncode, 128 + signum, run)
         self.assertNotIn("slept", self.project.marker_lines())
-        self.assertIn("Cluster usage", run.stderr)
+        self.assert_interrupted(run, signum, "during tests.test_sleepy.", ran=1)
         self.assertIn("1 interrupted", run.stderr)
         report = json.loads((self.project.root / "report.json").read_text())
         self.assertFalse(report["successful"])
