@@ -55,6 +55,7 @@ class DistributedTestProgram(unittest.TestProgram):
     keep_cluster = strict_cleanup = False
     save_cluster_logs = shard = durations_file = None
     cluster_size = fallback = json_report = junit_xml = ci = None
+    durations = None  # --durations N (unittest's own from Python 3.12 on)
     no_reuse = False
 
     def __init__(self, module="__main__", defaultTest=None, argv=None, testRunner=None,
@@ -66,6 +67,10 @@ class DistributedTestProgram(unittest.TestProgram):
     # -- arguments --------------------------------------------------------------------
     def _getParentArgParser(self):
         parser = super()._getParentArgParser()
+        if sys.version_info < (3, 12):
+            # What unittest has from 3.12 on, on every Python.
+            parser.add_argument("--durations", dest="durations", type=int, default=None,
+                                metavar="N", help="Show the N slowest test cases (N=0 for all)")
         group = parser.add_argument_group("disttest options")
         group.add_argument("--only", action="append", metavar="TAG",
                            help="run only tests with this tag (repeatable; "
@@ -134,6 +139,18 @@ class DistributedTestProgram(unittest.TestProgram):
             settings["durations_file"] = self.durations_file
         return settings
 
+    # No abbreviations: with disttest's options beside unittest's, a prefix could
+    # mean another option on another Python (--durations vs --durations-file).
+    def _getMainArgParser(self, parent):
+        parser = super()._getMainArgParser(parent)
+        parser.allow_abbrev = False
+        return parser
+
+    def _getDiscoveryArgParser(self, parent):
+        parser = super()._getDiscoveryArgParser(parent)
+        parser.allow_abbrev = False
+        return parser
+
     # -- loading ------------------------------------------------------------------------
     def createTests(self, from_discovery=False, Loader=None):
         self._load_config(from_discovery)
@@ -191,8 +208,7 @@ class DistributedTestProgram(unittest.TestProgram):
             # Made here, with the arguments unittest would pass, plus disttest's.
             kwargs = dict(verbosity=self.verbosity, failfast=self.failfast, buffer=self.buffer,
                           warnings=self.warnings, tb_locals=self.tb_locals)
-            if hasattr(self, "durations"):  # Python 3.12+
-                kwargs["durations"] = self.durations
+            kwargs["durations"] = self.durations
             self.testRunner = runner_class(config=self.config, options=options, **kwargs)
         try:
             super().runTests()

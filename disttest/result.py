@@ -59,13 +59,49 @@ class RunProgress:
     last_test_settled = True          # did it get an outcome (not cut short)?
     interruption = None               # an Interruption, once the run was interrupted
 
+    # --durations N on a Python whose unittest lacks it (before 3.12): N, else None.
+    slowest_wanted: int | None = None
+    _started_at = 0.0
+
     def startTest(self, test) -> None:
         self.current_test, self.last_test_settled = test.id(), False
+        if self.slowest_wanted is not None:
+            self._started_at = time.perf_counter()
+            self.__dict__.setdefault("collected_durations", [])
         super().startTest(test)
 
     def stopTest(self, test) -> None:
         super().stopTest(test)
         self.last_test, self.current_test = self.current_test, None
+        if self.slowest_wanted is not None:
+            self.collected_durations.append((str(test), time.perf_counter() - self._started_at))
+
+    def printErrors(self) -> None:
+        super().printErrors()
+        if self.slowest_wanted is not None:
+            self._print_durations()
+
+    def _print_durations(self) -> None:
+        """The slowest tests, exactly as unittest prints them from Python 3.12 on."""
+        collected = self.__dict__.get("collected_durations")
+        if not collected:
+            return
+        slowest = sorted(collected, key=lambda item: item[1], reverse=True)
+        if self.slowest_wanted > 0:
+            slowest = slowest[:self.slowest_wanted]
+        self.stream.writeln("Slowest test durations")
+        self.stream.writeln(self.separator2)
+        hidden = False
+        for name, elapsed in slowest:
+            if not self.showAll and elapsed < 0.001:
+                hidden = True
+                continue
+            self.stream.writeln("%-10s %s" % ("%.3fs" % elapsed, name))
+        if hidden:
+            self.stream.writeln("\n(durations < 0.001s were hidden; "
+                                "use -v to show these durations)")
+        else:
+            self.stream.writeln("")
 
     def _settled(self, test) -> None:
         if self.current_test is not None and test.id() == self.current_test:

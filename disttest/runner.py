@@ -53,6 +53,10 @@ class DistributedTestRunner(unittest.TextTestRunner):
     resultclass = DistributedTestResult
 
     def __init__(self, *args, config=None, options: RunOptions | None = None, **kwargs) -> None:
+        if sys.version_info < (3, 12):
+            # --durations N: unittest prints the slowest tests from 3.12 on; before,
+            # the result does it the same way.
+            self.slowest_wanted = kwargs.pop("durations", None)
         super().__init__(*args, **kwargs)
         self.config = config
         self.options = options or RunOptions()
@@ -65,6 +69,8 @@ class DistributedTestRunner(unittest.TextTestRunner):
         self.last_result = result
         if self._interrupts is not None:
             self._interrupts.result = result
+        if sys.version_info < (3, 12):
+            result.slowest_wanted = self.slowest_wanted
         if isinstance(result, DistributedTestResult):
             result.before_report = self._finish_clusters
         return result

@@ -163,6 +163,34 @@ class CompatSample(CompatCase):
         self.assertIn("unrecognized arguments: --no-such-option", ours.stderr)
 
 
+class Durations(CompatCase):
+    """``--durations N`` on every Python, as unittest prints it from 3.12 on."""
+
+    DURATION = re.compile(r"(?m)^\d+\.\d{3}s {2,}(\S.*)$")
+
+    def slowest(self, stderr: str) -> list[str]:
+        head, _, tail = stderr.partition("Slowest test durations\n")
+        self.assertTrue(tail, f"no 'Slowest test durations' in:\n{stderr}")
+        block = tail.split("\n\n", 1)[0]
+        return self.DURATION.findall(block)
+
+    def test_slowest_tests_listed(self):
+        ours = self.sample.run("-v", "--durations", "3")
+        names = self.slowest(ours.stderr)
+        self.assertEqual(len(names), 3, ours)
+        self.assertFalse((self.sample.root / "3").exists(), "--durations was taken for a file")
+        if sys.version_info >= (3, 12):
+            theirs = self.sample.run("-v", "--durations", "3", module="unittest")
+            self.assertEqual(len(self.slowest(theirs.stderr)), 3)
+            self.assertEqual(ours.counts(), theirs.counts())
+
+    def test_no_abbreviations(self):
+        # A prefix could mean another option on another Python.
+        run = self.sample.run("--durations-f", "x")
+        self.assertEqual(run.returncode, 2, run)
+        self.assertIn("unrecognized arguments: --durations-f", run.stderr)
+
+
 class NoTests(CompatCase):
     sample_name = "empty"
 
@@ -229,8 +257,9 @@ class ScriptWithDisttestMain(CompatCase):
 
 
 class Interrupts(CompatCase):
-    """Ctrl-C stops after the current test, as ``unittest -c``; SIGTERM exits 143.
-    Either way every node is stopped and the summary is printed."""
+    """Ctrl-C interrupts the current test as under unittest (with -c: after it);
+    SIGTERM exits 143. Either way every node is stopped, the summary printed,
+    and the exit status says the run was interrupted."""
 
     sample_name = "interrupt"
 
@@ -249,19 +278,43 @@ class Interrupts(CompatCase):
         run.markers = self.sample.read_lines("markers.txt")
         return run
 
-    def test_ctrl_c_stops_after_the_current_test(self):
-        ours = self.interrupt(signal.SIGINT, "-v")
+    def test_ctrl_c_with_c_stops_after_the_current_test(self):
+        ours = self.interrupt(signal.SIGINT, "-v", "-c")
         theirs = self.interrupt(signal.SIGINT, "-v", "-c", module="unittest")
-        self.assertEqual(ours.returncode, theirs.returncode, ours)
         for run in (ours, theirs):
             self.assertIn("slept", run.markers, "the current test was not let finish")
             self.assertNotIn("test_2_after", run.markers)
             self.assertNotIn("test_3_later", run.markers)
             self.assertEqual(len(run.agents), 2)
-        self.assertEqual(ours.counts(), {"run": 2, "status": "OK"})  # plain test + current
+        # unittest -c calls an interrupted run a success (exit 0); disttest does
+        # not, so an interrupted CI job never looks green.
+        self.assertEqual(theirs.returncode, 0, theirs)
+        self.assertEqual(ours.returncode, 130, ours)
+        self.assertEqual(ours.counts(), {"run": 2, "status": "FAILED"})  # plain test + current
         self.assertIn("Cluster usage", ours.stderr)
         self.assertIn(f"{described('tests.test_sleepy.Sleepy.test_1_sleeps')} [cluster",
                       ours.stderr)
+        self.assertIn("disttest: run interrupted by Ctrl-C (SIGINT) after "
+                      "tests.test_sleepy.Sleepy.test_1_sleeps (it ran to its end); "
+                      "2 test(s) ran; exit status 130", ours.stderr)
+
+    def test_ctrl_c_interrupts_the_current_test_as_unittest_does(self):
+        ours = self.interrupt(signal.SIGINT, "-v")
+        theirs = self.interrupt(signal.SIGINT, "-v", module="unittest")
+        for run in (ours, theirs):
+            self.assertNotIn("slept", run.markers, "the current test was let finish")
+            self.assertNotIn("test_3_later", run.markers)
+            self.assertEqual(len(run.agents), 2)
+        # unittest dies of the KeyboardInterrupt with a traceback and nothing
+        # else; disttest exits 130 after printing what ran.
+        self.assertNotEqual(theirs.returncode, 0, theirs)
+        self.assertIn("KeyboardInterrupt", theirs.stderr)
+        self.assertEqual(ours.returncode, 130, ours)
+        self.assertNotIn("Traceback", ours.stderr)
+        self.assertEqual(ours.counts(), {"run": 2, "status": "FAILED"})
+        self.assertIn("disttest: run interrupted by Ctrl-C (SIGINT) during "
+                      "tests.test_sleepy.Sleepy.test_1_sleeps; 2 test(s) ran; "
+                      "exit status 130", ours.stderr)
 
     def test_sigterm_exits_143_and_stops_every_node(self):
         run = self.interrupt(signal.SIGTERM, "-v", "--json-report",
