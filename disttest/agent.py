@@ -96,7 +96,7 @@ class Agent:
             {peer: {name: tuple(addr) for name, addr in ports.items()}
              for peer, ports in boot.get("peers", {}).items()})
         if not simulated:
-            this_node._install(self.context)
+            this_node.install_context(self.context)
         self.started = time.time()
         self.last_used = time.monotonic()
         self.busy = 0
@@ -126,7 +126,7 @@ class Agent:
 
     def serve_connection(self, conn: socket.socket) -> None:
         if self.simulated:
-            this_node._install(self.context, thread_local=True)
+            this_node.install_context(self.context, thread_local=True)
         self.connections.add(conn)
         conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         try:
@@ -199,7 +199,7 @@ class Agent:
 
         def run():
             if self.simulated:
-                this_node._install(self.context, thread_local=True)
+                this_node.install_context(self.context, thread_local=True)
             try:
                 record["result"] = fn(*args, **kwargs)
             except BaseException as exc:

@@ -124,7 +124,7 @@ class DistributedTestCase(unittest.TestCase):
     def run(self, result=None):
         # A method that asked for its own size sees a cluster of that size.
         lent = type(self).__dict__.get("_disttest_lent")
-        size = getattr(getattr(self, self._testMethodName, None), "_disttest_cluster_size", None)
+        size = getattr(getattr(self, self._testMethodName, None), "__disttest_cluster_size__", None)
         if lent is not None and size:
             self.cluster = lent.view(min(size, len(lent)))
         if lent is not None:
@@ -172,7 +172,7 @@ class DistributedTestCase(unittest.TestCase):
     def assertClusterHealthy(self, msg: str | None = None) -> None:
         """Fail unless every node of the class's cluster is alive and answering."""
         cluster = type(self).cluster
-        problems = cluster._unhealthy() if cluster is not None else {"cluster": "none"}
+        problems = cluster.unhealthy() if cluster is not None else {"cluster": "none"}
         if problems:
             detail = "; ".join(f"{name}: {why}" for name, why in problems.items())
             self.fail(self._formatMessage(msg, f"cluster is not healthy: {detail}"))
@@ -211,7 +211,7 @@ def _acquire_cluster(cls: type) -> None:
         raise error.with_traceback(None) from None
     cls._disttest_lent = cluster  # every node lent, for methods that asked for more
     cls.cluster = cluster.view(min(base_size, len(cluster)))
-    if cluster.simulated and getattr(cls, "_disttest_requires_real", False):
+    if cluster.simulated and getattr(cls, "__disttest_requires_real__", False):
         _release_cluster(cls)
         raise unittest.SkipTest("needs real node processes; the cluster is simulated")
 
@@ -298,7 +298,7 @@ def cluster_size(n: int) -> Callable:
         if isinstance(obj, type):
             obj.cluster_size = n
         else:
-            obj._disttest_cluster_size = n
+            obj.__disttest_cluster_size__ = n
         return obj
     return decorate
 
@@ -311,7 +311,7 @@ def tag(*names: str) -> Callable:
 
     def decorate(obj):
         # On the class's (or method's) own dict, so a subclass's tags add to its base's.
-        obj._disttest_tags = frozenset(getattr(obj, "_disttest_tags", ())) | set(names)
+        obj.__disttest_tags__ = frozenset(getattr(obj, "__disttest_tags__", ())) | set(names)
         return obj
     return decorate
 
@@ -324,7 +324,7 @@ def fresh_cluster(cls: type) -> type:
 
 def requires_real_cluster(obj):
     """Skip a class or test when its nodes are simulated (threads, not processes)."""
-    obj._disttest_requires_real = True
+    obj.__disttest_requires_real__ = True
     if isinstance(obj, type):
         return obj
 

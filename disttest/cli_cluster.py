@@ -68,7 +68,7 @@ def cmd_start(args, config) -> int:
     try:
         # Always a new cluster: acquire() would adopt a cluster kept earlier
         # (another name's) and rename it.
-        entry = pool._start(Requirement(size, ports))
+        entry = pool.start_new(Requirement(size, ports))
         kept_ids = pool.keep(ttl, name=args.name, pinned=True)
     finally:
         pool.shutdown()

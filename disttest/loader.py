@@ -75,8 +75,8 @@ def tags_of(test) -> frozenset[str]:
         tags.update(getattr(cls, "tags", ()) or ())
         tags.add("distributed")
     method = getattr(test, getattr(test, "_testMethodName", ""), None)
-    tags.update(getattr(method, "_disttest_tags", ()) or ())
-    tags.update(getattr(cls, "_disttest_tags", ()) or ())
+    tags.update(getattr(method, "__disttest_tags__", ()) or ())
+    tags.update(getattr(cls, "__disttest_tags__", ()) or ())
     if isinstance(test, unittest.TestCase) and _module_uses_clusters_by_hand(cls.__module__):
         tags.update(("cluster", "distributed"))
     return frozenset(tags)

@@ -6,6 +6,7 @@ CPU of nodes). Controller side only.
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 
@@ -127,3 +128,20 @@ def node_metrics(pid: int | None) -> dict | None:
         return None
     rss, cpu = measured
     return {"peak_rss_bytes": peak or rss, "cpu_s": round(cpu, 4)}
+
+
+def wait_stopped(pid: int, timeout: float) -> None:
+    """Wait until every thread of ``pid`` is stopped (where /proc shows it)."""
+    deadline = time.monotonic() + timeout
+    task_dir = f"/proc/{pid}/task"
+    while time.monotonic() < deadline:
+        try:
+            states = []
+            for tid in os.listdir(task_dir):
+                with open(f"{task_dir}/{tid}/stat") as f:
+                    states.append(f.read().rpartition(")")[2].split()[0])
+        except OSError:  # no /proc (not Linux), or the process is gone
+            return
+        if all(state in ("T", "t") for state in states):
+            return
+        time.sleep(0.001)

@@ -80,7 +80,7 @@ class DistributedTestRunner(unittest.TextTestRunner):
         from disttest import session as _session
 
         session = _session.peek()
-        if session is None or session._pool is None:
+        if session is None or not session.pool_started:
             return
         config = self._config()
         ttl = self._keep_ttl(config)

@@ -51,12 +51,15 @@ class Session:
             self._pool = ClusterPool(self.config, self.events)
         return self._pool
 
+    @property
+    def pool_started(self) -> bool:
+        """Whether anything asked for the pool (so there may be clusters to finish)."""
+        return self._pool is not None
+
     def release(self, cls: type, cluster) -> None:
         """Give ``cls``'s cluster back; stop it when no planned class needs it again."""
-        entry = cluster._entry
-        faults = [] if entry is None or entry.faults is None else [
-            {k: v for k, v in fault.items() if k != "time"}
-            for fault in entry.faults.history()[entry.fault_mark:]]
+        faults = [{k: v for k, v in fault.items() if k != "time"}
+                  for fault in cluster.fault_history()]
         self.events.emit("class_finished", cls=f"{cls.__module__}.{cls.__qualname__}",
                          cluster=cluster.id, nodes=list(cluster.nodes), faults=faults)
         self.pool.release(cluster)
@@ -91,7 +94,7 @@ def method_sizes(cls: type) -> dict[str, int]:
     """Sizes asked by ``@disttest.cluster_size(n)`` on test methods of ``cls``."""
     sizes = {}
     for name in dir(cls):
-        size = getattr(getattr(cls, name, None), "_disttest_cluster_size", None)
+        size = getattr(getattr(cls, name, None), "__disttest_cluster_size__", None)
         if size is not None:
             sizes[name] = size
     return sizes

@@ -50,7 +50,7 @@ _process_context: NodeContext | None = None
 _local = threading.local()
 
 
-def _install(context: NodeContext | None, thread_local: bool = False) -> None:
+def install_context(context: NodeContext | None, thread_local: bool = False) -> None:
     """Make ``context`` the current node (the agent and simulated nodes call this)."""
     global _process_context
     if thread_local:

@@ -138,7 +138,7 @@ class CallTests(SharedCluster):
 
     def test_sequential_calls_reuse_one_connection(self):
         node = self.cluster[1]
-        node._drop_connections()
+        node.drop_connections()
         for i in range(20):
             node.call(nf.add, i, 1)
         self.assertEqual(_control_connections(node), 1)
@@ -393,7 +393,7 @@ class LifecycleTests(SharedCluster):
         # Regression: opening a connection to a paused node used to wait a fixed
         # 10 s and then report a lost connection instead of a timeout.
         node = self.cluster[0]
-        node._drop_connections()
+        node.drop_connections()
         node.pause()
         self.addCleanup(node.resume)
         with self.assertRaises(CallTimeoutError) as cm:
@@ -449,7 +449,7 @@ class AuthenticationTests(SharedCluster):
 
     def assertStillServing(self):
         node = self.cluster[0]
-        node._drop_connections()  # prove a new connection is accepted too
+        node.drop_connections()  # prove a new connection is accepted too
         self.assertEqual(node.call(nf.add, 20, 22), 42)
 
     def test_garbage_is_refused(self):

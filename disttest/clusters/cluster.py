@@ -9,13 +9,9 @@ from __future__ import annotations
 import time
 from typing import Any, Callable, Iterator
 
-from disttest.clusters import serialize
-from disttest.clusters.node import Node
+from disttest.clusters.faults import node_name as _name
+from disttest.clusters.node import Node, call_each
 from disttest.errors import DisttestError, NetworkModeError
-
-
-def _name(node) -> str:
-    return node if isinstance(node, str) else node.name
 
 
 class Cluster:
@@ -72,32 +68,14 @@ class Cluster:
         error (in node order) is raised after every reply has been read, so no
         call is left running behind the test.
         """
-        payload = serialize.dumps_request("call", fn, args, kwargs)
-        what = getattr(fn, "__qualname__", "call")
-        sent: list[Any] = []
-        for node in self.nodes:
-            try:
-                sent.append(node._send(payload, what))
-            except BaseException as exc:
-                sent.append(exc)
-        results, first_error = [], None
-        for node, item in zip(self.nodes, sent):
-            try:
-                if isinstance(item, BaseException):
-                    raise item
-                results.append(node._receive(item, what))
-            except BaseException as exc:
-                first_error = first_error or exc
-                results.append(None)
-        if first_error is not None:
-            raise first_error
-        return results
+        return call_each(self.nodes, fn, args, kwargs)
 
     def healthy(self) -> bool:
         """True when every node is alive and answers a ping."""
-        return not self._unhealthy()
+        return not self.unhealthy()
 
-    def _unhealthy(self) -> dict[str, str]:
+    def unhealthy(self) -> dict[str, str]:
+        """The nodes that do not answer a ping, each with why (empty when healthy)."""
         problems = {}
         for node in self.nodes:
             try:
@@ -111,7 +89,7 @@ class Cluster:
         timeout = self._startup_timeout if timeout is None else timeout
         deadline = time.monotonic() + timeout
         while True:
-            problems = self._unhealthy()
+            problems = self.unhealthy()
             if not problems:
                 return
             if time.monotonic() >= deadline:
@@ -158,6 +136,10 @@ class Cluster:
         """The faults in force now."""
         network = self._entry.faults if self._entry is not None else None
         return network.faults() if network is not None else []
+
+    def fault_history(self) -> list[dict]:
+        """Every fault injected since this cluster was lent, oldest first."""
+        return self._entry.fault_history() if self._entry is not None else []
 
     def _faults(self, what: str):
         network = self._entry.faults if self._entry is not None else None

@@ -22,7 +22,7 @@ class NetworkFaultError(NetworkModeError, ValueError):
     kind = "network-fault"
 
 
-def _name(node: Any) -> str:
+def node_name(node: Any) -> str:
     """A node name, from a name or anything with a ``name`` (a Node)."""
     return node if isinstance(node, str) else str(getattr(node, "name", node))
 
@@ -49,7 +49,7 @@ class FaultRules:
 
     def routes_for(self, observer: Any) -> dict[str, dict[str, tuple[str, int]]]:
         """``{peer: {port_name: (host, port)}}``: where ``observer`` reaches each peer."""
-        observer = _name(observer)
+        observer = node_name(observer)
         found: dict[str, dict[str, tuple[str, int]]] = {}
         for (obs, peer, port_name), address in sorted(self._addresses.copy().items()):
             if obs == observer:
@@ -60,7 +60,7 @@ class FaultRules:
         """Nodes in different groups cannot reach each other (both ways); nodes named
         in no group form one extra group. Replaces the current cuts (not delays)."""
         _check_mode(mode, "partition", self._reject)
-        named = [[_name(n) for n in ([g] if isinstance(g, str) or hasattr(g, "name") else g)]
+        named = [[node_name(n) for n in ([g] if isinstance(g, str) or hasattr(g, "name") else g)]
                  for g in groups]
         with self._lock:
             side: dict[str, int] = {}
@@ -82,7 +82,7 @@ class FaultRules:
     def isolate(self, node: Any, mode: str = "drop") -> None:
         """Cut ``node`` from every other node, both ways; adds to the current cuts."""
         _check_mode(mode, "isolate", self._reject)
-        node = _name(node)
+        node = node_name(node)
         with self._lock:
             self._check_node(node, "isolate")
             cuts = dict(self._cuts)
@@ -94,7 +94,7 @@ class FaultRules:
     def cut(self, a: Any, b: Any, both_ways: bool = True, mode: str = "drop") -> None:
         """Cut the link a→b (and b→a when ``both_ways``); adds to the current cuts."""
         _check_mode(mode, "cut", self._reject)
-        a, b = _name(a), _name(b)
+        a, b = node_name(a), node_name(b)
         with self._lock:
             self._check_pair(a, b, "cut")
             cuts = dict(self._cuts)
@@ -107,7 +107,7 @@ class FaultRules:
     def delay(self, a: Any, b: Any, seconds: float, jitter: float = 0.0) -> None:
         """Latency on the traffic flowing from a to b: each chunk (proxy) or packet
         (netns) is released ``seconds ± uniform(jitter)`` later, in order. 0 s removes it."""
-        a, b = _name(a), _name(b)
+        a, b = node_name(a), node_name(b)
         seconds, jitter = float(seconds), float(jitter)
         if not (0 <= seconds <= 3600 and 0 <= jitter <= seconds):
             raise NetworkFaultError(

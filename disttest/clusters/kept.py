@@ -19,6 +19,7 @@ import sys
 import time
 from pathlib import Path
 
+from disttest.clusters.entry import Entry
 from disttest.clusters.node import Node
 from disttest.clusters.registry import AdoptedProcess, Registry, is_agent, pid_alive
 from disttest.errors import DisttestError
@@ -61,15 +62,14 @@ def keep(pool, ttl: float, name: str | None = None, pinned: bool = False,
             pool.events.emit("warning", message=f"cluster {entry.id} could not be kept: "
                              f"{error.diagnosis.problem}")
             continue
-        entry.pinned = pinned or getattr(entry, "pinned", False)
+        entry.pinned = pinned or entry.pinned
         with registry.locked():
             registry.save(_record(pool, entry, ttl, name))
         pool.allocator.handover(entry.ports)
         entry.ports = []
-        entry.kept = True
         pool.entries.remove(entry)
         for node in entry.nodes:
-            node._drop_connections()
+            node.drop_connections()
             if node.process is not None:
                 node.process.close_pipes()
         pool.events.emit("cluster_kept", cluster=entry.id, ttl=ttl, record=str(record_path))
@@ -81,13 +81,13 @@ def _record(pool, entry, ttl: float, name: str | None) -> dict:
     first = entry.nodes[0].boot
     return {
         # A cluster kept again keeps the name it was given (cluster start --name).
-        "id": entry.id, "name": name or getattr(entry, "kept_name", None) or entry.id,
+        "id": entry.id, "name": name or entry.kept_name or entry.id,
         "created": entry.created,
         "last_used": time.time(), "ttl": ttl, "python": sys.executable,
         "project": project_of(pool.config), "network": entry.network,
         "env": [list(kv) for kv in entry.env], "port_names": sorted(entry.port_names),
         "key": first["key"], "host": first["host"], "tmpdir": str(entry.tmpdir),
-        "owner_pid": None, "pinned": getattr(entry, "pinned", False),
+        "owner_pid": None, "pinned": entry.pinned,
         "nodes": [{"name": n.name, "index": n.index, "pid": n.pid,
                    "control_port": n.process.control_port, "ports": n.ports,
                    "log_path": str(n.log_path)} for n in entry.nodes],
@@ -107,8 +107,6 @@ def adopt(pool, requirement):
 
 
 def _adopt(pool, requirement):
-    from disttest.clusters.pool import Entry
-
     for path, record in list(pool.registry.records()):
         if (record.get("python") != sys.executable or record.get("project") != project_of(pool.config)
                 or record.get("network") != requirement.network

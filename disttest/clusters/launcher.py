@@ -24,7 +24,7 @@ from disttest.errors import ClusterStartError
 
 # The agent must import the same disttest as the controller, even when that
 # one is not installed (a source checkout on sys.path).
-_PACKAGE_PARENT = str(Path(disttest.__file__).resolve().parent.parent)
+PACKAGE_PARENT = str(Path(disttest.__file__).resolve().parent.parent)
 
 
 def tail(path: Path | str, lines: int = 20) -> str:
@@ -99,7 +99,7 @@ class Process:
                 pass
 
 
-def _spawn_error(exc: OSError, name: str, executable: str | None = None,
+def spawn_error(exc: OSError, name: str, executable: str | None = None,
                  cwd: str | None = None) -> ClusterStartError:
     """The diagnosis of a node process that could not even be created."""
     executable = executable or sys.executable
@@ -202,7 +202,7 @@ class LocalLauncher(ReadyLines):
         # controller's own disttest goes first on sys.path, ahead of the working
         # directory, which might hold another copy.
         return [self.executable, "-c",
-                f"import sys; sys.path.insert(0, {_PACKAGE_PARENT!r}); "
+                f"import sys; sys.path.insert(0, {PACKAGE_PARENT!r}); "
                 "from disttest.agent import main; main()"]
 
     def environment(self) -> dict[str, str]:
@@ -227,7 +227,7 @@ class LocalLauncher(ReadyLines):
                             stderr=log, cwd=boot["cwd"], env={**env, **boot.get("env", {})},
                             start_new_session=True)
                     except OSError as exc:
-                        raise _spawn_error(exc, boot["name"], self.executable,
+                        raise spawn_error(exc, boot["name"], self.executable,
                                            boot["cwd"]) from None
                 process = Process(popen, log_path)
                 started.append(process)

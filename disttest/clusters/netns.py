@@ -55,7 +55,7 @@ from typing import Any
 
 from disttest.clusters import netns_routes as routes
 from disttest.clusters.delayline import DelayLine
-from disttest.clusters.faults import FaultRules, _name
+from disttest.clusters.faults import FaultRules, node_name
 from disttest.clusters.netns_host import (
     ALIAS, NS_PREFIX, SUBNETS, TCP_TABLE, CommandError, cleanup_leftovers, find_tool, free_subnet,
     ip_batch, kill_inside, machine_lock, open_tun, owner_name, remove_leftovers, run_command,
@@ -175,7 +175,7 @@ class NetnsNetwork(FaultRules):
     def add_node_boot(self, name: Any) -> dict:
         """Give node ``name`` a namespace and an address (once); what its bootstrap
         changes: ``{"host": address, "exec_prefix": ["ip", "netns", "exec", ns]}``."""
-        name = _name(name)
+        name = node_name(name)
         with self._lock:
             if self._closed:
                 raise _closed_error()
@@ -189,18 +189,18 @@ class NetnsNetwork(FaultRules):
 
     def address(self, node: Any) -> str:
         """The address of ``node`` in its namespace."""
-        self._check_node(_name(node), "address")
-        return self._nodes[_name(node)].address
+        self._check_node(node_name(node), "address")
+        return self._nodes[node_name(node)].address
 
     def namespace(self, node: Any) -> str:
         """The name of the network namespace of ``node`` (for ``ip netns exec``)."""
-        self._check_node(_name(node), "namespace")
-        return self._nodes[_name(node)].namespace
+        self._check_node(node_name(node), "namespace")
+        return self._nodes[node_name(node)].namespace
 
     def add_route(self, observer: Any, peer: Any, port_name: str,
                   target: tuple[str, int]) -> tuple[str, int]:
         """Nodes dial each other directly: returns ``target``, recorded for ``routes_for``."""
-        key = (_name(observer), _name(peer), port_name)
+        key = (node_name(observer), node_name(peer), port_name)
         target = (target[0], int(target[1]))
         with self._lock:
             if self._closed:

@@ -7,7 +7,6 @@ once and a sequential caller pays one round trip per call.
 from __future__ import annotations
 
 import concurrent.futures
-import os
 import signal
 import socket
 import threading
@@ -15,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from disttest import resources
 from disttest.clusters import protocol, serialize
 from disttest.clusters.launcher import Process
 from disttest.clusters.launcher import tail as _tail
@@ -22,21 +22,34 @@ from disttest.clusters.remote import Spawned, remote_error
 from disttest.errors import CallTimeoutError, DisttestError, NodeCrashedError, RemoteError
 
 
-def _wait_stopped(pid: int, timeout: float) -> None:
-    """Wait until every thread of ``pid`` is stopped (where /proc shows it)."""
-    deadline = time.monotonic() + timeout
-    task_dir = f"/proc/{pid}/task"
-    while time.monotonic() < deadline:
+def call_each(nodes: list["Node"], fn: Callable, args: tuple, kwargs: dict) -> list[Any]:
+    """``fn(*args, **kwargs)`` on every node at once; results in node order.
+
+    Every request is sent before any reply is read, so the nodes work at the
+    same time without a thread per node. If any node raises, the first error
+    (in node order) is raised after every reply has been read, so no call is
+    left running behind the caller.
+    """
+    payload = serialize.dumps_request("call", fn, args, kwargs)
+    what = getattr(fn, "__qualname__", "call")
+    sent: list[Any] = []
+    for node in nodes:
         try:
-            states = []
-            for tid in os.listdir(task_dir):
-                with open(f"{task_dir}/{tid}/stat") as f:
-                    states.append(f.read().rpartition(")")[2].split()[0])
-        except OSError:  # no /proc (not Linux), or the process is gone
-            return
-        if all(state in ("T", "t") for state in states):
-            return
-        time.sleep(0.001)
+            sent.append(node._send(payload, what))
+        except BaseException as exc:
+            sent.append(exc)
+    results, first_error = [], None
+    for node, item in zip(nodes, sent):
+        try:
+            if isinstance(item, BaseException):
+                raise item
+            results.append(node._receive(item, what))
+        except BaseException as exc:
+            first_error = first_error or exc
+            results.append(None)
+    if first_error is not None:
+        raise first_error
+    return results
 
 
 class Node:
@@ -303,9 +316,7 @@ class Node:
 
     def record_metrics(self) -> None:
         """Note the current process's peak memory and CPU time before it ends."""
-        from disttest.resources import node_metrics
-
-        metrics = node_metrics(self.local_pid) if self.alive else None
+        metrics = resources.node_metrics(self.local_pid) if self.alive else None
         if metrics:
             self.metrics.append(dict(metrics, pid=self.pid))
 
@@ -332,7 +343,7 @@ class Node:
         if self.process.wait(timeout) is None:
             self.process.signal(signal.SIGKILL)
             self.process.wait()
-        self._drop_connections()
+        self.drop_connections()
 
     def pause(self) -> None:
         """Freeze the node (SIGSTOP): it holds its sockets and answers nothing."""
@@ -343,7 +354,7 @@ class Node:
             # SIGSTOP takes effect asynchronously: without this wait a call made
             # right after pause() could still be answered.
             if self.local_pid is not None:  # simulated and remote nodes wait elsewhere
-                _wait_stopped(self.process.pid, 2.0)
+                resources.wait_stopped(self.process.pid, 2.0)
 
     def resume(self) -> None:
         """Unfreeze a paused node (SIGCONT)."""
@@ -419,11 +430,12 @@ class Node:
         self._request("shutdown", timeout=timeout)
 
     def stop_process(self, timeout: float) -> None:
-        self._drop_connections()
+        self.drop_connections()
         if self.process is not None:
             self.process.stop(timeout)
 
-    def _drop_connections(self) -> None:
+    def drop_connections(self) -> None:
+        """Close the idle connections to the node (the next call opens a new one)."""
         with self._lock:
             conns, self._free = self._free, []
         for conn in conns:

@@ -23,14 +23,15 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any
 
 from disttest import coverage_support, resources
 from disttest.clusters.cluster import Cluster
+from disttest.clusters.entry import Entry
 from disttest.clusters import kept, network, teardown
 from disttest.clusters.launcher import LocalLauncher
 from disttest.clusters.logtail import LogTailer
 from disttest.clusters.node import Node
+from disttest.clusters.parallel import in_parallel
 from disttest.clusters.ports import PortAllocator
 from disttest.clusters.registry import Registry
 from disttest.clusters.simulated import SimulatedLauncher
@@ -41,38 +42,6 @@ from disttest.requirements import Requirement, with_configured_hosts
 # Failures that another attempt cannot fix.
 _NOT_RETRIED = {"spawn-executable", "spawn-cwd", "spawn-environment", "resources", "config", "netns-unavailable",
                 "ssh-auth"}
-
-
-class Entry:
-    """A pooled group of node processes and what it has done."""
-
-    def __init__(self, cluster_id: str, requirement: Requirement, nodes: list[Node],
-                 tmpdir: Path, ports: list[int], simulated: bool) -> None:
-        self.id = cluster_id
-        self.key = requirement.key
-        self.network = requirement.network
-        self.env = requirement.env
-        self.port_names = set(requirement.ports)
-        self.fresh = requirement.fresh
-        self.hosts = requirement.hosts  # () for local processes
-        self.nodes = nodes
-        self.tmpdir = tmpdir
-        self.ports = list(ports)
-        self.simulated = simulated
-        self.busy = False
-        self.dirty = False
-        self.lent_shape: tuple | None = None
-        self.created = time.time()
-        self.startup_s = 0.0
-        self.timings: dict[str, float] = {}
-        self.grows = 0
-        self.reused_from_previous_run = False
-        self.faults = None        # the network that injects faults (proxy/netns modes)
-        self.fault_mark = 0       # len(faults.history()) when last lent
-
-    @property
-    def size(self) -> int:
-        return len(self.nodes)
 
 
 class ClusterPool:
@@ -96,8 +65,8 @@ class ClusterPool:
         self.kept_ids: set[str] = set()
         self.run_id = time.strftime("run-%Y%m%d-%H%M%S") + f"-{os.getpid()}"
         self.saved_logs: list[Path] = []
-        self._kept_pids: set[int] = set()
-        self._kept_dirs: set[Path] = set()
+        self.kept_pids: set[int] = set()
+        self.kept_dirs: set[Path] = set()
         self.events.subscribe(self._track)
         self.log_tailer = LogTailer(self) if config.verbose_cluster_logs else None
         self._lock = threading.RLock()
@@ -119,7 +88,7 @@ class ClusterPool:
                 entry = self._find_idle(requirement) or (
                     None if requirement.hosts else kept.adopt(self, requirement))
             if entry is None:
-                entry = self._start(requirement)
+                entry = self.start_new(requirement)
             else:
                 self._prepare(entry, requirement)
             entry.busy = True
@@ -127,9 +96,9 @@ class ClusterPool:
 
     def release(self, cluster: Cluster) -> None:
         """Give a lent cluster back; it is reset before its next use."""
-        entry = cluster._entry
         with self._lock:
-            if entry is None or entry not in self.entries:
+            entry = self._entry_of(cluster)
+            if entry is None:
                 return
             entry.busy = False
             entry.dirty = True
@@ -139,9 +108,12 @@ class ClusterPool:
     def stop(self, cluster: Cluster) -> None:
         """Stop a cluster now; it is never lent again."""
         with self._lock:
-            entry = cluster._entry
-            if entry is not None and entry in self.entries:
+            entry = self._entry_of(cluster)
+            if entry is not None:
                 self._stop_entries([entry])
+
+    def _entry_of(self, cluster: Cluster) -> Entry | None:
+        return next((e for e in self.entries if e.id == cluster.id), None)
 
     def _track(self, event) -> None:
         if event.kind == "node_restarted" and event.pid:
@@ -170,8 +142,8 @@ class ClusterPool:
             entries = kept.keep(self, ttl, name, pinned, only)
             for entry in entries:
                 self.kept_ids.add(entry.id)
-                self._kept_pids.update(n.pid for n in entry.nodes)
-                self._kept_dirs.add(entry.tmpdir)
+                self.kept_pids.update(n.pid for n in entry.nodes)
+                self.kept_dirs.add(entry.tmpdir)
             return [e.id for e in entries]
 
     def verify_cleanup(self) -> list[dict]:
@@ -185,14 +157,14 @@ class ClusterPool:
         """Stop idle clusters of compatibility ``key`` (no later class needs them)."""
         with self._lock:
             self._stop_entries([e for e in self.entries if not e.busy and e.key == key
-                                and not getattr(e, "pinned", False)])  # kept at shutdown
+                                and not e.pinned])  # kept at shutdown
 
     def shutdown(self) -> None:
         """Stop every cluster this pool started; pinned kept clusters are kept again."""
         if self.log_tailer is not None:
             self.log_tailer.stop()
         with self._lock:
-            for entry in [e for e in self.entries if getattr(e, "pinned", False) and not e.busy]:
+            for entry in [e for e in self.entries if e.pinned and not e.busy]:
                 self.keep(entry.kept_ttl, only=[entry])
             self._closed = True
             self._stop_entries(list(self.entries))
@@ -256,7 +228,7 @@ class ClusterPool:
                                  reasons=problems)
             return None
 
-        self._parallel(reset_node, entry.nodes)
+        in_parallel(reset_node, entry.nodes)
         entry.dirty = False
         self.events.emit("cluster_reset", cluster=entry.id,
                          seconds=time.perf_counter() - started)
@@ -268,14 +240,15 @@ class ClusterPool:
             entry.fault_mark = len(entry.faults.history())
         if entry.lent_shape != shape:
             peers = network.peer_map(entry.faults, nodes)
-            self._parallel(lambda n: n.configure({"ports": n.ports, "peers": peers[n.name]}),
+            in_parallel(lambda n: n.configure({"ports": n.ports, "peers": peers[n.name]}),
                            nodes)
             entry.lent_shape = shape
         return Cluster(entry.id, nodes, pool=self, entry=entry, simulated=entry.simulated,
                        network=entry.network, startup_timeout=self.config.startup_timeout)
 
     # -- starting ---------------------------------------------------------------
-    def _start(self, requirement: Requirement) -> Entry:
+    def start_new(self, requirement: Requirement) -> Entry:
+        """Start a new group of nodes for ``requirement`` (retried with backoff), not lent."""
         attempts = 1 + max(0, int(self.config.startup_retries))
         for attempt in range(1, attempts + 1):
             try:
@@ -317,7 +290,7 @@ class ClusterPool:
             entry.nodes = self._spawn_nodes(entry, secrets.token_hex(32), 0, requirement.size,
                                             ports)
             spawned = time.perf_counter()
-            self._parallel(lambda n: n.ping(timeout=self.config.startup_timeout), entry.nodes)
+            in_parallel(lambda n: n.ping(timeout=self.config.startup_timeout), entry.nodes)
         except BaseException:
             self.allocator.release(ports)
             if "entry" in locals() and entry.faults is not None:
@@ -434,31 +407,6 @@ class ClusterPool:
             node.boot["ports"].update(zip(names, ports[i * len(names):(i + 1) * len(names)]))
         entry.port_names.update(names)
         entry.lent_shape = None
-
-    # -- stopping -----------------------------------------------------------------
-    @staticmethod
-    def _parallel(fn, nodes: list[Node]) -> list[Any]:
-        """``fn(node)`` for every node at once; the first error is raised after all end."""
-        if len(nodes) <= 1:
-            return [fn(node) for node in nodes]
-        results: list[Any] = [None] * len(nodes)
-        errors: list[BaseException] = []
-
-        def run(i: int, node: Node) -> None:
-            try:
-                results[i] = fn(node)
-            except BaseException as exc:
-                errors.append(exc)
-
-        threads = [threading.Thread(target=run, args=(i, n), name="disttest-pool", daemon=True)
-                   for i, n in enumerate(nodes)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        if errors:
-            raise errors[0]
-        return results
 
 
 def _main_path() -> str | None:

@@ -43,7 +43,7 @@ from __future__ import annotations
 import threading
 from typing import Any, Callable
 
-from disttest.clusters.faults import MODES, FaultRules, NetworkFaultError, _name
+from disttest.clusters.faults import MODES, FaultRules, NetworkFaultError, node_name
 from disttest.clusters.proxy_loop import ProxyLoop
 from disttest.clusters.proxy_streams import closed_error
 
@@ -81,7 +81,7 @@ class ProxyNetwork(FaultRules):
     def add_node(self, node: Any) -> None:
         """Make ``node`` known to the fault methods before it has a route."""
         with self._lock:
-            self._nodes.add(_name(node))
+            self._nodes.add(node_name(node))
 
     def add_route(self, observer: Any, peer: Any, port_name: str,
                   target: tuple[str, int]) -> tuple[str, int]:
@@ -92,7 +92,7 @@ class ProxyNetwork(FaultRules):
         life of the network (stable across node restarts); a changed ``target``
         applies to the connections made from then on.
         """
-        key = (_name(observer), _name(peer), port_name)
+        key = (node_name(observer), node_name(peer), port_name)
         target = (target[0], int(target[1]))
         with self._lock:
             address = self._run(lambda loop: loop.add_route(key, target, self.host), start=True)

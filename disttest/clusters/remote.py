@@ -2,13 +2,10 @@
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from disttest.clusters import protocol, serialize
 from disttest.errors import CallTimeoutError, DisttestError, RemoteError, SerializationError
-
-if TYPE_CHECKING:
-    from disttest.clusters.node import Node
 
 
 def remote_error(node: str, value: tuple) -> DisttestError:
@@ -42,7 +39,7 @@ class Spawned:
     after ``node.restart()`` it answers that the job's process is gone.
     """
 
-    def __init__(self, node: "Node", spawn_id: int, fn_name: str) -> None:
+    def __init__(self, node, spawn_id: int, fn_name: str) -> None:  # node: a Node
         self.node, self.id, self.fn_name = node, spawn_id, fn_name
         self.incarnation = node.incarnation
         self.pid = node.pid

@@ -30,7 +30,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from disttest.clusters.launcher import _PACKAGE_PARENT, Process, ReadyLines, _spawn_error
+from disttest.clusters.launcher import PACKAGE_PARENT, Process, ReadyLines, spawn_error
 from disttest.errors import ClusterStartError, DisttestError
 
 # ssh's own exit status when it failed (connection, authentication, host key);
@@ -259,7 +259,7 @@ class SSHLauncher(ReadyLines):
 
     def agent_command(self) -> str:
         """The shell command a host runs: the agent, as LocalLauncher starts it."""
-        code = (f"import sys; sys.path.insert(0, {_PACKAGE_PARENT!r}); "
+        code = (f"import sys; sys.path.insert(0, {PACKAGE_PARENT!r}); "
                 "from disttest.agent import main; main()")
         # -u: the node's output reaches its log as it happens (no environment
         # travels over ssh to set PYTHONUNBUFFERED); exec: no shell left between.
@@ -313,7 +313,7 @@ class SSHLauncher(ReadyLines):
                      'or run the nodes locally: launcher = "local"'],
                     kind="spawn-executable", host=host.spec) from None
             except OSError as exc:
-                raise _spawn_error(exc, boot["name"]) from None
+                raise spawn_error(exc, boot["name"]) from None
         self.local_pids.add(popen.pid)
         process = SSHProcess(self, host, popen, log_path, offset)
         blob = marshal.dumps(boot)

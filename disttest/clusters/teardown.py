@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from disttest import coverage_support, resources
+from disttest.clusters.parallel import in_parallel
 from disttest.errors import DisttestError
 
 
@@ -27,10 +28,10 @@ def stop_entries(pool, entries: list) -> None:
         for node in entry.nodes:
             node.record_metrics()
     for entry in entries:  # ask every node at once, then wait for each
-        if getattr(entry, "adopted", False):
-            pool._parallel(_shutdown_kept, entry.nodes)
+        if entry.adopted:
+            in_parallel(_shutdown_kept, entry.nodes)
         for node in entry.nodes:
-            node._drop_connections()
+            node.drop_connections()
             if node.process is not None:
                 node.resume()
                 node.process.close_stdin()
@@ -52,7 +53,7 @@ def stop_entries(pool, entries: list) -> None:
         pool.allocator.release(entry.ports)
         saved = save_logs(pool, entry)
         shutil.rmtree(entry.tmpdir, ignore_errors=True)
-        if getattr(entry, "adopted", False):
+        if entry.adopted:
             pool.registry.remove(entry.id)
         if entry in pool.entries:
             pool.entries.remove(entry)
@@ -77,7 +78,7 @@ def save_logs(pool, entry) -> str | None:
 def verify_cleanup(pool) -> list[dict]:
     """After shutdown: what this pool started and did not keep must be gone."""
     leaks = []
-    alive = resources.alive(pool.started_pids - pool._kept_pids)
+    alive = resources.alive(pool.started_pids - pool.kept_pids)
     if alive:
         resources.kill_all(alive)
         leaks.append({"what": "process", "pids": alive,
@@ -86,7 +87,7 @@ def verify_cleanup(pool) -> list[dict]:
         leaks.append({"what": "port", "ports": sorted(pool.allocator.held),
                       "detail": f"{len(pool.allocator.held)} port lock(s) still held"})
         pool.allocator.release_all()
-    left = [str(d) for d in pool.tmpdirs if d.exists() and d not in pool._kept_dirs]
+    left = [str(d) for d in pool.tmpdirs if d.exists() and d not in pool.kept_dirs]
     if left:
         for d in left:
             shutil.rmtree(d, ignore_errors=True)
