@@ -17,9 +17,10 @@ from disttest.requirements import Requirement
 
 PACKAGE = Path(disttest.__file__).resolve().parent
 
-# unittest's own attributes that its extension surface gives no other way to
-# read: the test method's name, and a subtest's description.
-UNITTEST_ATTRIBUTES = {"_testMethodName", "_subDescription"}
+# Private attributes of other libraries' objects, read because nothing public
+# gives them: unittest's test method name and subtest description, and
+# coverage.py's data object (its data file's name; get_data() would flush).
+UNITTEST_ATTRIBUTES = {"_testMethodName", "_subDescription", "_data"}
 
 
 def _private(name: str) -> bool:
