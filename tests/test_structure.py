@@ -17,10 +17,11 @@ from disttest.requirements import Requirement
 
 PACKAGE = Path(disttest.__file__).resolve().parent
 
-# Private attributes of other libraries' objects, read because nothing public
-# gives them: unittest's test method name and subtest description, and
-# coverage.py's data object (its data file's name; get_data() would flush).
-UNITTEST_ATTRIBUTES = {"_testMethodName", "_subDescription", "_data"}
+# Private attributes of other libraries' objects, used because nothing public
+# does the job: unittest's test method name, subtest description and the
+# suite's hook that drops a finished test; coverage.py's data object (its data
+# file's name; get_data() would flush).
+UNITTEST_ATTRIBUTES = {"_testMethodName", "_subDescription", "_removeTestAtIndex", "_data"}
 
 
 def _private(name: str) -> bool:
