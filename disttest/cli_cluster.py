@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from disttest.clusters import kept
-from disttest.clusters.registry import Registry, is_agent, pid_alive
+from disttest.clusters.registry import Registry, is_agent, pid_alive, same_process
 from disttest.errors import ConfigError
 
 _CLUSTER_DIR = re.compile(r"^disttest-c\d+-[0-9a-f]{4}-\w+$")
@@ -97,7 +97,7 @@ def cmd_status(args, config) -> int:
     rows = []
     for path, record in registry.records():
         pids = [n["pid"] for n in record["nodes"]]
-        alive = sum(pid_alive(p) for p in pids)
+        alive = sum(same_process(n["pid"], n.get("start_time")) for n in record["nodes"])
         owner = record.get("owner_pid")
         state = f"in use by pid {owner}" if owner and pid_alive(owner) else "idle"
         ports = ",".join(str(p) for n in record["nodes"] for p in n["ports"].values())

@@ -16,6 +16,8 @@ import stat
 import unittest
 from pathlib import Path
 
+import psutil
+
 from disttest.clusters.ports import WELL_KNOWN_DEV_PORTS, port_is_free
 from tests import support
 from tests.other_user import OTHER_UID, HeldByOther, require_root, run_as_other
@@ -293,6 +295,44 @@ class ConcurrentAdoption(unittest.TestCase):
         self.assertEqual(stop.returncode, 0, stop)
         self.assertIn("(3 node(s))", stop.stdout)
         self.assertTrue(support.wait_for(lambda: not alive(pids)), alive(pids))
+
+
+class ProvedBeforeSignalled(unittest.TestCase):
+    """A record's pid is signalled only while it is still the recorded node: after
+    the node ended, the pid may belong to anyone (here: another run's node)."""
+
+    def reuse_pid(self):
+        """A kept cluster whose record now names, as its node-0, a live node of
+        another run (what pid reuse does), and that other node's pid."""
+        mine, theirs = Project(self, "keep"), Project(self, "keep")
+        for project in (mine, theirs):
+            run = project.run("--keep-cluster")
+            self.assertEqual(run.returncode, 0, run)
+        [record], [other] = mine.records(), theirs.records()
+        victim = other["nodes"][0]["pid"]
+        hidden = psutil.Process(record["nodes"][0]["pid"])  # no record names it any more
+        self.addCleanup(lambda: hidden.is_running() and hidden.kill())
+        record["nodes"][0]["pid"] = victim
+        path = mine.record_paths()[0]
+        path.write_text(json.dumps(record))
+        return mine, victim, other
+
+    def test_cluster_stop_does_not_signal_a_reused_pid(self):
+        mine, victim, other = self.reuse_pid()
+        stop = mine.cluster("stop", "--all")
+        self.assertEqual(stop.returncode, 0, stop)
+        self.assertIn("(1 node(s))", stop.stdout)  # its own node-1 only
+        self.assertEqual(alive([victim]), [victim], "another run's node was signalled")
+
+    def test_a_run_finding_the_record_stale_does_not_signal_a_reused_pid(self):
+        mine, victim, other = self.reuse_pid()
+        run = mine.run()
+        self.assertEqual(run.returncode, 0, run)
+        self.assertIn("removed stale kept cluster", run.stderr)
+        self.assertEqual(alive([victim]), [victim], "another run's node was signalled")
+        clean = mine.cluster("clean")
+        self.assertEqual(clean.returncode, 0, clean)
+        self.assertEqual(alive([victim]), [victim], "another run's node was signalled")
 
 
 if __name__ == "__main__":

@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import sys
 import time
 from pathlib import Path
 
 from disttest.clusters.entry import Entry
 from disttest.clusters.node import Node
-from disttest.clusters.registry import AdoptedProcess, Registry, is_agent, pid_alive
+from disttest.clusters.registry import AdoptedProcess, Registry, pid_alive, same_process, start_time
 from disttest.errors import DisttestError
 
 
@@ -88,7 +89,9 @@ def _record(pool, entry, ttl: float, name: str | None) -> dict:
         "env": [list(kv) for kv in entry.env], "port_names": sorted(entry.port_names),
         "key": first["key"], "host": first["host"], "tmpdir": str(entry.tmpdir),
         "owner_pid": None, "pinned": entry.pinned,
-        "nodes": [{"name": n.name, "index": n.index, "pid": n.pid,
+        # The kernel's start time with the pid: what proves, before anything
+        # signals a pid from this record, that it is still this node.
+        "nodes": [{"name": n.name, "index": n.index, "pid": n.pid, "start_time": start_time(n.pid),
                    "control_port": n.process.control_port, "ports": n.ports,
                    "log_path": str(n.log_path)} for n in entry.nodes],
     }
@@ -143,13 +146,14 @@ def _verify(pool, record: dict) -> list[Node]:
             "cwd": os.getcwd(), "sys_path": list(sys.path), "env": dict(map(tuple, record["env"])),
             "main_path": None}
     for info in record["nodes"]:
-        if not pid_alive(info["pid"]):
+        if not same_process(info["pid"], info.get("start_time")):
             raise DisttestError(f"node {info['name']} (pid {info['pid']}) is gone", kind="stale")
         boot = dict(base, name=info["name"], index=info["index"], ports=dict(info["ports"]))
         node = Node(boot=boot, launcher=pool.launchers[False], log_path=Path(info["log_path"]),
                     call_timeout=pool.config.call_timeout,
                     startup_timeout=pool.config.startup_timeout, events=pool.events)
-        node.use_process(AdoptedProcess(info["pid"], info["control_port"], Path(info["log_path"])))
+        node.use_process(AdoptedProcess(info["pid"], info["control_port"], Path(info["log_path"]),
+                                        info.get("start_time")))
         try:
             pid = node.attach()
         except (DisttestError, OSError) as error:
@@ -170,16 +174,27 @@ def discard(pool, record: dict, reason: str) -> None:
 
 
 def stop_record(record: dict, timeout: float = 5.0) -> list[int]:
-    """Stop a kept cluster's node processes and remove its files; the pids stopped."""
-    stopped = []
-    for info in record.get("nodes", []):
-        pid = info.get("pid")
-        if pid_alive(pid) and is_agent(pid):
-            AdoptedProcess(pid, info.get("control_port", 0), Path(info.get("log_path", "."))
-                           ).stop(timeout)
-            stopped.append(pid)
-        for port in info.get("ports", {}).values():
-            _remove_free_lock(port, pid)
+    """Stop a kept cluster's node processes and remove its files; the pids stopped.
+
+    Only a pid that is still the recorded node (same kernel start time) is
+    signalled; all of them at once, so stopping takes one ``timeout``, not
+    one per node.
+    """
+    procs = [AdoptedProcess(info["pid"], info["control_port"], Path(info["log_path"]),
+                            info.get("start_time")) for info in record["nodes"]]
+    procs = [proc for proc in procs if proc.alive()]
+    for proc in procs:
+        proc.signal(signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    for proc in procs:
+        if proc.wait(max(0.0, deadline - time.monotonic())) is None:
+            proc.signal(signal.SIGKILL)
+    for proc in procs:
+        proc.wait(5.0)
+    stopped = [proc.pid for proc in procs]
+    for info in record["nodes"]:
+        for port in info["ports"].values():
+            _remove_free_lock(port, info["pid"] if info["pid"] in stopped else None)
     tmpdir = record.get("tmpdir")
     if tmpdir and Path(tmpdir).name.startswith("disttest-"):
         shutil.rmtree(tmpdir, ignore_errors=True)

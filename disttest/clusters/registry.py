@@ -71,6 +71,9 @@ def record_problem(record: Any) -> str | None:
             return f"nodes[{i}].pid must be a pid (an integer above 1)"
         if not _is_port(node.get("control_port")):
             return f"nodes[{i}].control_port must be a port number"
+        started = node.get("start_time")
+        if started is not None and (not isinstance(started, (int, float)) or isinstance(started, bool)):
+            return f"nodes[{i}].start_time must be null or a number"
         ports = node.get("ports")
         if not isinstance(ports, dict) or not all(
                 isinstance(k, str) and _is_port(v) for k, v in ports.items()):
@@ -151,7 +154,7 @@ class Registry:
         """Ports of kept clusters whose nodes still live: never hand them out."""
         ports: set[int] = set()
         for _path, record in self.records():
-            if any(pid_alive(n["pid"]) for n in record["nodes"]):
+            if any(same_process(n["pid"], n.get("start_time")) for n in record["nodes"]):
                 for node in record["nodes"]:
                     ports.update(node["ports"].values())
         return ports
@@ -173,7 +176,8 @@ def pid_alive(pid: int | None) -> bool:
 
 
 def is_agent(pid: int) -> bool:
-    """True when ``pid`` is a disttest node process (so it is safe to signal)."""
+    """True when ``pid`` runs a disttest node: a command-line match, which any
+    process can fake -- never enough on its own to signal it (see same_process)."""
     try:
         import psutil
 
@@ -182,34 +186,66 @@ def is_agent(pid: int) -> bool:
         return False
 
 
-class AdoptedProcess:
-    """A kept node started by an earlier run: not our child, reached by pid."""
+def start_time(pid: int) -> float | None:
+    """When the kernel started ``pid`` (seconds since the epoch); None when it is gone."""
+    try:
+        import psutil
 
-    def __init__(self, pid: int, control_port: int, log_path: Path) -> None:
+        return psutil.Process(pid).create_time()
+    except Exception:
+        return None
+
+
+def same_process(pid: int | None, started: float | None) -> bool:
+    """Whether ``pid`` is still the live process the kernel started at ``started``.
+
+    A record names a node by pid *and* start time: after the node ended, its
+    pid may be given to any other process (another run's node, even), which
+    has another start time. Without a start time nothing is proved.
+    """
+    if not pid or started is None:
+        return False
+    now = start_time(pid)
+    return now is not None and abs(now - started) < 0.01 and pid_alive(pid)
+
+
+class AdoptedProcess:
+    """A kept node started by an earlier run: not our child, reached by pid.
+
+    It counts as alive, and is signalled, only while its pid is still the
+    process started at ``started`` (``same_process``).
+    """
+
+    def __init__(self, pid: int, control_port: int, log_path: Path,
+                 started: float | None) -> None:
         self.pid = pid
         self.control_port = control_port
         self.log_path = log_path
+        self.started = started
         self._returncode: int | None = None
 
+    def _same(self) -> bool:
+        return same_process(self.pid, self.started)
+
     def alive(self) -> bool:
-        return self._returncode is None and pid_alive(self.pid)
+        return self._returncode is None and self._same()
 
     @property
     def returncode(self) -> int | None:
-        if self._returncode is None and not pid_alive(self.pid):
+        if self._returncode is None and not self._same():
             self._returncode = 0
         return self._returncode
 
     def wait(self, timeout: float | None = None) -> int | None:
         deadline = None if timeout is None else time.monotonic() + timeout
-        while pid_alive(self.pid):
+        while self._same():
             if deadline is not None and time.monotonic() >= deadline:
                 return None
             time.sleep(0.01)
         return self.returncode
 
     def signal(self, signum: int) -> None:
-        if pid_alive(self.pid) and is_agent(self.pid):
+        if self._same():
             try:
                 os.kill(self.pid, signum)
             except OSError:
