@@ -144,13 +144,16 @@ class Agent:
                 if self.simulated:
                     self.gate.wait()  # a paused simulated node answers nothing
                 self.busy += 1
+                # Where the log stood when the request came: an error's reply says,
+                # so the controller shows what the node printed during the call.
+                log_start = None if self.simulated else _log_position()
                 try:
                     op, args = protocol.check(_loads(request))
                     reply = (protocol.OK, self.handlers[op](*args))
                 except protocol.ProtocolError as exc:
                     reply = (protocol.ERR, (protocol.PROTOCOL_ERROR, str(exc), "", None))
                 except BaseException as exc:  # reported to the caller, never fatal here
-                    reply = (protocol.ERR, _describe(exc))
+                    reply = (protocol.ERR, _describe(exc) + (log_start,))
                 finally:
                     self.busy -= 1
                     self.last_used = time.monotonic()
@@ -187,6 +190,9 @@ class Agent:
         return os.getpid()
 
     def op_call(self, fn, args, kwargs):
+        # Named for what it runs, so the stacks of a call that hangs say which is which.
+        name = getattr(fn, "__qualname__", "fn")
+        threading.current_thread().name = f"disttest-conn (call {name})"
         return fn(*args, **kwargs)
 
     def op_configure(self, settings):
@@ -210,7 +216,8 @@ class Agent:
             finally:
                 record["done"] = True
 
-        record["thread"] = threading.Thread(target=run, name=f"disttest-spawn-{spawn_id}",
+        record["thread"] = threading.Thread(target=run, name=f"disttest-spawn-{spawn_id} "
+                                            f"({record['fn']})",
                                             daemon=True)
         with self.lock:
             self.spawned[spawn_id] = record
@@ -226,7 +233,7 @@ class Agent:
         if not record["done"]:
             return (protocol.SPAWN_RUNNING, None)
         if record["error"] is not None:
-            record["seen"] = record["seen"] or reads_error  # the caller has it: not reported again
+            record["seen"] = record["seen"] or reads_error  # read: not reported again
             return (protocol.SPAWN_ERROR, record["error"])
         return (protocol.SPAWN_DONE, record["result"])
 
@@ -274,6 +281,30 @@ class Agent:
         """Write the coverage data measured so far (the controller is about to
         kill or pause this node); False when the node is not measured."""
         return _coverage is not None and _coverage.save()
+
+    def op_stacks(self):
+        """[(thread name, stack text)] of every thread that runs the user's code."""
+        import traceback
+
+        ours = (os.path.dirname(os.path.abspath(this_node.__file__)) + os.sep,
+                threading.__file__)
+        stdlib = os.path.dirname(os.__file__) + os.sep
+
+        def users(filename: str) -> bool:  # not the standard library's nor disttest's
+            return not (filename.startswith("<") or filename.startswith(ours) or (
+                filename.startswith(stdlib) and "-packages" not in filename))
+
+        frames = sys._current_frames()
+        stacks = []
+        for thread in threading.enumerate():
+            frame = frames.get(thread.ident)
+            if frame is None or thread.ident == threading.get_ident():
+                continue
+            entries = [e for e in traceback.extract_stack(frame)
+                       if not e.filename.startswith(ours)]
+            if any(users(e.filename) for e in entries):  # else: disttest's own, idle
+                stacks.append((thread.name, "".join(traceback.format_list(entries))))
+        return stacks
 
     def op_info(self):
         return {"pid": os.getpid(), "name": self.context.name, "ports": dict(self.context.ports),
@@ -385,6 +416,13 @@ def _rss_bytes() -> int:
         import resource
 
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def _log_position() -> int | None:
+    try:
+        return os.lseek(2, 0, os.SEEK_CUR)  # the log is opened for appending: its end
+    except OSError:
+        return None
 
 
 def _describe(exc: BaseException, unpicklable=None) -> tuple:

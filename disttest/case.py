@@ -127,9 +127,11 @@ class DistributedTestCase(unittest.TestCase):
         size = getattr(getattr(self, self._testMethodName, None), "__disttest_cluster_size__", None)
         if lent is not None and size:
             self.cluster = lent.view(min(size, len(lent)))
-        if lent is not None:
-            self.addCleanup(_report_spawn_failures, lent)  # the last cleanup to run
-        return super().run(result)
+        if lent is None:
+            return super().run(result)
+        self.addCleanup(_report_spawn_failures, lent)  # the last cleanup to run
+        with _session.current().slow_watch.watching(self.id(), lent.nodes):
+            return super().run(result)
 
     @_ClassOrInstanceProperty
     def nodes(self) -> list:

@@ -45,7 +45,7 @@ def _default_sources() -> Dict[str, str]:
 _FIELDS: Dict[str, Any] = {
     "auto_cluster": True, "reuse_clusters": True, "default_cluster_size": 3,
     "max_cluster_size": 16, "startup_timeout": 30.0, "cleanup_timeout": 10.0,
-    "call_timeout": 120.0, "port_range": (20000, 29999), "host": "127.0.0.1",
+    "call_timeout": 30.0, "slow_test_notice": 30.0, "port_range": (20000, 29999), "host": "127.0.0.1",
     "fallback": None, "startup_retries": 2, "retry_backoff": 0.5, "keep_clusters_ttl": 0.0,
     "timeout_multiplier": 2.0, "junit_xml": None, "json_report": None,
     "verbose_cluster_logs": False, "save_cluster_logs": None, "state_dir": None,
@@ -230,6 +230,8 @@ _SPECS: Dict[str, Tuple[Callable[[Any], Any], str, str]] = {
     "startup_timeout": (_number(float, 0, False), _POSITIVE, "Seconds to become healthy."),
     "cleanup_timeout": (_number(float, 0, False), _POSITIVE, "Seconds for nodes to stop."),
     "call_timeout": (_number(float, 0), _SECONDS + " (0 = none)", "Timeout of a node call."),
+    "slow_test_notice": (_number(float, 0), _SECONDS + " (0 = never)",
+                         "Say which node call a test waits on once it runs this long."),
     "port_range": (_port_range, 'a range "LOW-HIGH" with 1 <= LOW <= HIGH <= 65535',
                    "Ports disttest may give to nodes, first-last inclusive."),
     "host": (_text(), "a non-empty host name or IP address", "Address nodes listen on."),

@@ -118,8 +118,10 @@ class NodeCrashedError(DisttestError):
 class RemoteError(DisttestError):
     """An exception raised by code running on a node.
 
-    ``remote_type`` is the qualified name of the exception type on the node and
-    ``remote_traceback`` the formatted traceback text from the node.
+    ``remote_type`` is the qualified name of the exception type on the node,
+    ``remote_traceback`` the formatted traceback text from the node (starting
+    at the user's code) and ``node_output`` what the node printed while it
+    ran the call (its last lines).
     """
 
     kind = "remote"
@@ -129,13 +131,17 @@ class RemoteError(DisttestError):
         fields.setdefault("remote_type", "Exception")
         fields.setdefault("remote_traceback", "")
         fields.setdefault("node", "")
+        fields.setdefault("node_output", "")
         super().__init__(problem, cause, steps, **fields)
 
     def __str__(self) -> str:
         where = f" on node {self.node}" if self.node else ""
-        return (f"{self.remote_type}{where}: {self.diagnosis.problem}\n\n"
+        text = (f"{self.remote_type}{where}: {self.diagnosis.problem}\n\n"
                 f"Remote traceback (most recent call last on the node):\n"
                 f"{self.remote_traceback.rstrip()}")
+        if self.node_output.strip():
+            text += f"\n\nOutput of node {self.node} during the call:\n{self.node_output.rstrip()}"
+        return text
 
 
 class PortRangeExhausted(ClusterStartError):

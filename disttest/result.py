@@ -151,6 +151,25 @@ class PlainTestResult(RunProgress, unittest.TextTestResult):
     """unittest's text result, for runs that involve no cluster."""
 
 
+def _from_the_callers_line(err):
+    """A disttest error's traceback cut where it enters disttest (``__unittest``
+    modules), as unittest cuts failures at its assert methods: the error itself
+    says what happened (on a node: its own traceback and output)."""
+    from disttest.errors import DisttestError
+
+    kind, value, tb = err
+    if not isinstance(value, DisttestError):
+        return err  # an unexpected error keeps every frame
+    previous = None
+    while tb is not None:
+        if previous is not None and "__unittest" in tb.tb_frame.f_globals \
+                and "__unittest" not in previous.tb_frame.f_globals:
+            previous.tb_next = None
+            break
+        previous, tb = tb, tb.tb_next
+    return err
+
+
 class DistributedTestResult(RunProgress, unittest.TextTestResult):
     """Records per-test outcome, duration and cluster for the reports."""
 
@@ -236,6 +255,7 @@ class DistributedTestResult(RunProgress, unittest.TextTestResult):
         self._record(test, "failed", err)
 
     def addError(self, test, err) -> None:
+        err = _from_the_callers_line(err)
         super().addError(test, err)
         self._record(test, "error", err)
 

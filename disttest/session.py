@@ -41,6 +41,17 @@ class Session:
         self.simulate = simulate
         self.keep = keep  # clusters outlive the run: never stop them early
         self.forced_cluster = None
+        self._slow_watch = None
+
+    @property
+    def slow_watch(self):
+        """The watch that emits ``test_slow`` for long cluster tests (made on first use)."""
+        if self._slow_watch is None:
+            from disttest.watchdog import SlowTestWatch
+
+            self._slow_watch = SlowTestWatch(
+                self.events, float(getattr(self.config, "slow_test_notice", 0) or 0))
+        return self._slow_watch
 
     @property
     def pool(self):
@@ -86,6 +97,8 @@ class Session:
         return None
 
     def shutdown(self) -> None:
+        if self._slow_watch is not None:
+            self._slow_watch.close()
         if self._pool is not None:
             self._pool.shutdown()
 

@@ -54,7 +54,7 @@ class KeysTest(unittest.TestCase):
         self.assertEqual(DEFAULTS, {
             "auto_cluster": True, "reuse_clusters": True, "default_cluster_size": 3,
             "max_cluster_size": 16, "startup_timeout": 30.0, "cleanup_timeout": 10.0,
-            "call_timeout": 120.0, "port_range": (20000, 29999), "host": "127.0.0.1",
+            "call_timeout": 30.0, "slow_test_notice": 30.0, "port_range": (20000, 29999), "host": "127.0.0.1",
             "fallback": None, "startup_retries": 2, "retry_backoff": 0.5,
             "keep_clusters_ttl": 0.0, "timeout_multiplier": 2.0, "junit_xml": None,
             "json_report": None, "verbose_cluster_logs": False, "save_cluster_logs": None,
@@ -433,9 +433,9 @@ class TimeoutTest(ConfigTestCase):
     def test_timeouts_are_multiplied_in_ci_only(self):
         local, ci = self.load(ci=False), self.load(ci=True)
         self.assertEqual((local.startup_timeout, local.cleanup_timeout, local.call_timeout),
-                         (30.0, 10.0, 120.0))
+                         (30.0, 10.0, 30.0))
         self.assertEqual((ci.startup_timeout, ci.cleanup_timeout, ci.call_timeout),
-                         (60.0, 20.0, 240.0))
+                         (60.0, 20.0, 60.0))
         self.assertEqual(ci.sources["startup_timeout"], "default ×2 (CI)")
         self.assertEqual(local.sources["startup_timeout"], "default")
         self.assertEqual(ci.retry_backoff, 0.5)  # not a timeout

@@ -237,7 +237,7 @@ class DeclaredOpsTests(unittest.TestCase):
             "ping": (), "call": ("fn", "args", "kwargs"), "spawn": ("fn", "args", "kwargs"),
             "spawn_status": ("spawn_id", "wait", "reads_error"), "spawn_failures": (),
             "configure": ("settings",),
-            "reset": ("timeout",), "coverage_save": (), "info": (),
+            "reset": ("timeout",), "coverage_save": (), "info": (), "stacks": (),
             "detach": ("ttl", "lock_paths", "record_path", "log_path"), "attach": (),
             "shutdown": ()})
         for name, (_, reply) in protocol.OPS.items():

@@ -13,6 +13,8 @@ from disttest.clusters.faults import node_name as _name
 from disttest.clusters.node import Node, call_each
 from disttest.errors import DisttestError, NetworkModeError
 
+__unittest = True  # a failed call shows from the test's line (see node.py)
+
 
 class Cluster:
     """A live group of nodes: call into all of them, watch their health, stop them."""
@@ -68,6 +70,7 @@ class Cluster:
         error (in node order) is raised after every reply has been read, so no
         call is left running behind the test.
         """
+        __tracebackhide__ = True
         return call_each(self.nodes, fn, args, kwargs)
 
     def healthy(self) -> bool:

@@ -21,6 +21,11 @@ from disttest.clusters.launcher import tail as _tail
 from disttest.clusters.remote import Spawned, remote_error
 from disttest.errors import CallTimeoutError, DisttestError, NodeCrashedError, RemoteError
 
+# Failures of calls are shown from the test's line, not through this module:
+# unittest skips frames of modules with ``__unittest``, pytest frames with
+# ``__tracebackhide__``. (What went wrong on the node is in the error itself.)
+__unittest = True
+
 
 def call_each(nodes: list["Node"], fn: Callable, args: tuple, kwargs: dict) -> list[Any]:
     """``fn(*args, **kwargs)`` on every node at once; results in node order.
@@ -30,6 +35,7 @@ def call_each(nodes: list["Node"], fn: Callable, args: tuple, kwargs: dict) -> l
     (in node order) is raised after every reply has been read, so no call is
     left running behind the caller.
     """
+    __tracebackhide__ = True
     payload = serialize.dumps_request("call", fn, args, kwargs)
     what = getattr(fn, "__qualname__", "call")
     sent: list[Any] = []
@@ -50,6 +56,11 @@ def call_each(nodes: list["Node"], fn: Callable, args: tuple, kwargs: dict) -> l
     if first_error is not None:
         raise first_error
     return results
+
+
+def _format_stacks(stacks: list) -> str:
+    return "\n".join(f"--- thread {name!r} (most recent call last):\n{text.rstrip()}"
+                     for name, text in stacks)
 
 
 class Node:
@@ -82,6 +93,8 @@ class Node:
         self.stopped_on_purpose = False  # kill()/terminate() by the test: not a crash
         self._reported_pid: int | None = None
         self._free: list[socket.socket] = []
+        # Requests sent and not answered yet: connection -> (what, perf_counter at send).
+        self.in_flight: dict[socket.socket, tuple[str, float]] = {}
         self._lock = threading.Lock()
 
     # -- identity -----------------------------------------------------------
@@ -129,6 +142,7 @@ class Node:
     # -- calling ------------------------------------------------------------
     def call(self, fn: Callable, *args: Any, **kwargs: Any) -> Any:
         """Run ``fn(*args, **kwargs)`` on the node and return its result."""
+        __tracebackhide__ = True
         return self._request_bytes(serialize.dumps_request("call", fn, args, kwargs),
                                    getattr(fn, "__qualname__", "call"))
 
@@ -205,10 +219,12 @@ class Node:
         return self._request_bytes(serialize.dumps(protocol.request(op, *args)), op, timeout)
 
     def _request_bytes(self, payload: bytes, what: str, timeout: float | None = None) -> Any:
+        __tracebackhide__ = True
         return self._receive(self._send(payload, what, timeout), what)
 
     def _send(self, payload: bytes, what: str, timeout: float | None = None) -> tuple:
         """Send a request on a borrowed connection; ``_receive`` reads the reply."""
+        __tracebackhide__ = True
         timeout = self.call_timeout if timeout is None else timeout
         deadline = None if timeout is None else time.monotonic() + timeout
         conn = self._connection(what, timeout)
@@ -218,14 +234,18 @@ class Node:
             protocol.send_frame(conn, payload)
         except BaseException as exc:
             raise self._failed(conn, what, timeout, exc) from None
-        return conn, timeout, time.perf_counter()
+        started = time.perf_counter()
+        self.in_flight[conn] = (what, started)
+        return conn, timeout, started
 
     def _receive(self, sent: tuple, what: str) -> Any:
+        __tracebackhide__ = True
         conn, timeout, started = sent
         try:
             status, value = serialize.loads(protocol.recv_frame(conn))
         except BaseException as exc:
             raise self._failed(conn, what, timeout, exc) from None
+        del self.in_flight[conn]
         with self._lock:
             self._free.append(conn)
         if self.debug and self.events:
@@ -233,7 +253,22 @@ class Node:
                              ms=round((time.perf_counter() - started) * 1000, 3))
         if status == protocol.OK:
             return value
-        raise remote_error(self.name, value)
+        raise remote_error(self.name, value, self._output_since(value[4] if len(value) > 4
+                                                                 else None))
+
+    def _output_since(self, offset: int | None, lines: int = 40) -> str:
+        """The node's log from ``offset`` on (its last ``lines``): what it printed
+        during a call. Only where the log is this machine's file the node writes."""
+        if offset is None or self.local_pid is None:
+            return ""
+        try:
+            with open(self.log_path, "rb") as log:
+                log.seek(offset)
+                data = log.read(1 << 20)
+        except OSError:
+            return ""
+        text = data.decode(errors="replace").splitlines()
+        return "\n".join(text[-lines:])
 
     def _failed(self, conn: socket.socket, what: str, timeout: float | None,
                 exc: BaseException) -> BaseException:
@@ -241,6 +276,7 @@ class Node:
         late reply must never be read as the next call's), and socket errors
         become a timeout or a lost node. (Not a context manager: this is the
         round trip of every call.)"""
+        self.in_flight.pop(conn, None)
         conn.close()
         if isinstance(exc, socket.timeout):
             return self._timed_out(what, timeout)
@@ -249,14 +285,31 @@ class Node:
         return exc
 
     def _timed_out(self, what: str, timeout: float) -> CallTimeoutError:
+        log = _tail(self.log_path, 20)
+        stacks: list = []
         if self.paused:
             cause, steps = "the node is paused", ["call node.resume() first"]
         else:
-            cause = "the function may block, or the node may be overloaded"
-            steps = ["bound a call that may block: node.submit(fn).result(timeout)",
-                     "raise call_timeout in the configuration"]
+            stacks = self.stacks() if what != "stacks" else []
+            cause = (f"{what} is still running on the node or blocked; its threads now:\n"
+                     + _format_stacks(stacks) if stacks else
+                     "the function may block, or the node may be overloaded")
+            steps = [f"read the stack of the thread running {what} above: its last line "
+                     "is where it waits",
+                     "a call meant to take longer: node.submit(fn).result(timeout=...), "
+                     "or a higher call_timeout"]
+        if log:
+            cause += f"\nthe node's log ends with:\n{log}"
         return CallTimeoutError(f"node {self.name} did not answer {what} within {timeout:g}s",
-                                cause, steps, node=self.name)
+                                cause, steps, node=self.name, stacks=stacks, log_tail=log)
+
+    def stacks(self, timeout: float = 2.0) -> list[tuple[str, str]]:
+        """``[(thread name, stack)]`` of the node's threads running code outside
+        disttest, now; ``[]`` when the node does not answer within ``timeout``."""
+        try:
+            return [tuple(item) for item in self._request("stacks", timeout=timeout)]
+        except Exception:  # a node that cannot answer has no stacks to show
+            return []
 
     def _connection(self, what: str, timeout: float | None = None) -> socket.socket:
         with self._lock:

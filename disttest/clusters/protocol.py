@@ -49,7 +49,8 @@ READY_PREFIX = "DISTTEST-READY"
 
 # Reply statuses: a reply is ``(OK, value)`` or ``(ERR, error description)``,
 # the description being ``(type name, message, traceback text, pickled
-# exception or None)``.
+# exception or None)``, plus, in a reply to a request, where the node's log
+# ended when the request arrived (an offset, or None) after them.
 OK = "ok"
 ERR = "err"
 
@@ -83,6 +84,8 @@ OPS = {
               "a busy port), and the ports still in use"),
     "coverage_save": ((), "True when the node is measured by coverage.py and wrote its "
                       "data file (the controller is about to kill or pause it), else False"),
+    "stacks": ((), "[(thread name, stack text)] of the node's threads that run code outside "
+               "disttest (what a call that does not answer is waiting on)"),
     "info": ((), "a dict: pid, name, ports, uptime_s, threads, spawned_running, rss_bytes"),
     "detach": (("ttl", "lock_paths", "record_path", "log_path"), "None"),
     "attach": ((), "the node's pid"),

@@ -7,10 +7,13 @@ from typing import Any
 from disttest.clusters import protocol, serialize
 from disttest.errors import CallTimeoutError, DisttestError, RemoteError, SerializationError
 
+__unittest = True  # a failed job shows from the test's line (see node.py)
 
-def remote_error(node: str, value: tuple) -> DisttestError:
-    """The error to raise for a node's ``(ERR, description)`` reply."""
-    remote_type, message, traceback_text, blob = value
+
+def remote_error(node: str, value: tuple, output: str = "") -> DisttestError:
+    """The error to raise for a node's ``(ERR, description)`` reply; ``output``:
+    what the node printed while it served the request."""
+    remote_type, message, traceback_text, blob = value[:4]
     if remote_type == protocol.PROTOCOL_ERROR:
         return DisttestError(f"node {node} refused a request: {message}",
                              "the node runs a different version of disttest's protocol",
@@ -29,7 +32,7 @@ def remote_error(node: str, value: tuple) -> DisttestError:
     return RemoteError(message, f"raised by code running on node {node}",
                        ["read the remote traceback for where it was raised"],
                        remote_type=remote_type, remote_traceback=traceback_text, node=node,
-                       remote_exception=original)
+                       remote_exception=original, node_output=output)
 
 
 class Spawned:
@@ -60,6 +63,7 @@ class Spawned:
 
     def result(self, timeout: float | None = None) -> Any:
         """Wait for the work to end and return its result (or raise its error)."""
+        __tracebackhide__ = True
         self._check_incarnation()
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:

@@ -89,6 +89,8 @@ class ConsoleProgress:
             self._write(f"leak in cluster {e.cluster}: {e.detail}", "fail")
         elif kind == "warning":
             self._write(e.message, "warn")
+        elif kind == "test_slow":
+            self._write(slow_test_line(e), "warn")
         elif self.debug and kind == "node_log":
             role = _NODE_ROLES[e.index % len(_NODE_ROLES)]
             self._write(f"{self.paint(role, f'[{e.cluster} {e.node}]')} {e.line}", "dim")
@@ -108,6 +110,18 @@ class ConsoleProgress:
         self._seen_diagnoses.add(key)
         body = diagnosis.render("    ") if diagnosis else str(error)
         self._write(f"{headline}:\n{body}", "fail")
+
+
+def slow_test_line(e: Event) -> str:
+    """``test_slow`` as one line: the test, how long, and the node calls it waits on."""
+    if e.waiting:
+        calls = ", ".join(f"{c['node']}: {c['call']} (for {c['seconds']:.0f}s)"
+                          for c in e.waiting[:3])
+        more = f" and {len(e.waiting) - 3} more" if len(e.waiting) > 3 else ""
+        waiting = f"waiting on {calls}{more}"
+    else:
+        waiting = "no node call in progress"
+    return f"{e.test} still running after {e.seconds:.0f}s; {waiting}"
 
 
 def _fmt_s(seconds: float) -> str:
