@@ -4,7 +4,7 @@ Life of a node:
 
 1. read the bootstrap from stdin (never argv or the environment: the cluster
    key is in it): a line holding the size in bytes, then that many bytes of a
-   ``marshal``-ed dict (see ``disttest.clusters.launcher.bootstrap_bytes``);
+   ``marshal``-ed dict (written by ``disttest.clusters.launcher.write_bootstrap``);
 2. bind the control listener on the configured host, port 0;
 3. print ``DISTTEST-READY <port> <pid>`` on stdout, then point stdout at the
    log file (stderr already is);
@@ -17,7 +17,6 @@ time is on the critical path of every test run.
 """
 from __future__ import annotations
 
-import io  # always loaded already: the interpreter's own streams use it
 import marshal
 import os
 import socket
@@ -28,52 +27,13 @@ import time
 from disttest import this_node
 from disttest.clusters import protocol
 
-_pickle = None  # imported after the ready line
 
 
-def _load_pickle():
-    global _pickle
-    if _pickle is None:
-        # The C module: pickle.py would also import re, ~3 ms of start-up.
-        import _pickle as pickle
+def _describe(exc: BaseException, unpicklable=None) -> tuple:
+    """An exception as the error description of a reply (see agent_codec)."""
+    from disttest.agent_codec import describe  # after the ready line, with pickle
 
-        pickle.HIGHEST_PROTOCOL = 5
-
-        class Unpickler(pickle.Unpickler):
-            # Functions of the controller's ``__main__`` module (a test file
-            # run as a script) resolve against that file, loaded here as
-            # ``__mp_main__`` the way multiprocessing's spawn does.
-            def find_class(self, module, name):
-                if module == "__main__":
-                    _load_controller_main()
-                return super().find_class(module, name)
-
-        pickle.NodeUnpickler = Unpickler
-        _pickle = pickle
-    return _pickle
-
-
-_main_path: str | None = None
-_main_loaded = False
-
-
-def _load_controller_main() -> None:
-    global _main_loaded
-    if _main_loaded or not _main_path:
-        return
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("__mp_main__", _main_path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["__mp_main__"] = module
-    sys.modules["__main__"] = module
-    _main_loaded = True
-    spec.loader.exec_module(module)
-
-
-def _loads(data: bytes):
-    return _load_pickle().NodeUnpickler(io.BytesIO(data)).load()
-
+    return describe(exc, unpicklable)
 
 class Agent:
     """Serves one node's requests.
@@ -100,9 +60,7 @@ class Agent:
         self.started = time.time()
         self.last_used = time.monotonic()
         self.busy = 0
-        self.detached = False
-        self.lock_paths: list = []
-        self.log_path: str | None = None  # removed when a kept node ends itself
+        self.kept = None  # an agent_kept.KeptLife once detached (a kept cluster)
         self.spawned: dict[int, dict] = {}
         self.spawn_ids = iter(range(1, 1 << 62))
         self.lock = threading.Lock()
@@ -137,7 +95,9 @@ class Agent:
             _log(f"refused a connection: {exc}")
             conn.close()
             return
-        pickle = _load_pickle()
+        from disttest import agent_codec  # after the ready line: pickle comes with it
+
+        pickle = agent_codec.load_pickle()
         try:
             while True:
                 request = protocol.recv_frame(conn)
@@ -148,7 +108,7 @@ class Agent:
                 # so the controller shows what the node printed during the call.
                 log_start = None if self.simulated else _log_position()
                 try:
-                    op, args = protocol.check(_loads(request))
+                    op, args = protocol.check(agent_codec.loads(request))
                     reply = (protocol.OK, self.handlers[op](*args))
                 except protocol.ProtocolError as exc:
                     reply = (protocol.ERR, (protocol.PROTOCOL_ERROR, str(exc), "", None))
@@ -177,13 +137,7 @@ class Agent:
                 conn.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
-        self.context.stopping.set()
-        for callback in reversed(self.context.reset_callbacks):
-            try:
-                callback()
-            except Exception:
-                pass
-        self.context.reset_callbacks.clear()
+        self.run_reset_callbacks(timeout=5.0)
 
     # -- operations (op_<name> serves the request protocol.OPS[name]) --------
     def op_ping(self):
@@ -249,16 +203,8 @@ class Agent:
     def op_reset(self, timeout):
         """Give the node back clean: (the problems that stop that, ports still busy)."""
         context = self.context
-        problems, busy = [], []
-        context.stopping.set()
-        with context.lock:
-            callbacks, context.reset_callbacks = context.reset_callbacks, []
-        for callback in reversed(callbacks):
-            try:
-                callback()
-            except BaseException as exc:
-                problems.append(f"on_reset callback {getattr(callback, '__qualname__', callback)!s} "
-                                f"raised {_describe(exc)[2].rstrip()}")
+        busy: list = []
+        problems = self.run_reset_callbacks(timeout)
         deadline = time.monotonic() + timeout
         with self.lock:
             records, self.spawned = list(self.spawned.values()), {}
@@ -284,110 +230,76 @@ class Agent:
 
     def op_stacks(self):
         """[(thread name, stack text)] of every thread that runs the user's code."""
-        import traceback
+        from disttest.agent_codec import user_stacks
 
-        ours = (os.path.dirname(os.path.abspath(this_node.__file__)) + os.sep,
-                threading.__file__)
-        stdlib = os.path.dirname(os.__file__) + os.sep
-
-        def users(filename: str) -> bool:  # not the standard library's nor disttest's
-            return not (filename.startswith("<") or filename.startswith(ours) or (
-                filename.startswith(stdlib) and "-packages" not in filename))
-
-        frames = sys._current_frames()
-        stacks = []
-        for thread in threading.enumerate():
-            frame = frames.get(thread.ident)
-            if frame is None or thread.ident == threading.get_ident():
-                continue
-            entries = [e for e in traceback.extract_stack(frame)
-                       if not e.filename.startswith(ours)]
-            if any(users(e.filename) for e in entries):  # else: disttest's own, idle
-                stacks.append((thread.name, "".join(traceback.format_list(entries))))
-        return stacks
+        return user_stacks()
 
     def op_info(self):
+        from disttest import agent_codec
+
         return {"pid": os.getpid(), "name": self.context.name, "ports": dict(self.context.ports),
                 "uptime_s": time.time() - self.started, "threads": threading.active_count(),
                 "spawned_running": sum(1 for r in self.spawned.values() if not r["done"]),
-                "rss_bytes": _rss_bytes()}
+                "rss_bytes": agent_codec.rss_bytes()}
 
     def op_detach(self, ttl, lock_paths, record_path, log_path):
         """Outlive the controller: take over the port locks, end after ``ttl`` idle seconds."""
         global _detached
-        self.ttl = ttl
         self.last_used = time.monotonic()
-        if self.detached:  # kept again by a later run: only the TTL changes
+        if self.kept is not None:  # kept again by a later run: only the TTL changes
+            self.kept.ttl = ttl
             return
-        _detached = self.detached = True
-        self.lock_paths = list(lock_paths)
-        self.record_path = record_path
-        self.log_path = log_path
-        threading.Thread(target=_take_locks, args=(self.lock_paths,), name="disttest-locks",
-                         daemon=True).start()
-        threading.Thread(target=self._idle_watch, name="disttest-ttl", daemon=True).start()
+        from disttest.agent_kept import KeptLife
+
+        _detached = True
+        self.kept = KeptLife(self, _log, _exit)
+        self.kept.start(ttl, lock_paths, record_path, log_path)
 
     def op_attach(self):
         """A controller adopted this kept node again: the idle clock restarts."""
         self.last_used = time.monotonic()
         return os.getpid()
 
-    def _idle_watch(self):
-        while True:
-            time.sleep(min(1.0, self.ttl / 4))
-            if self.busy == 0 and time.monotonic() - self.last_used > self.ttl:
-                _log(f"idle for {self.ttl:g}s: ending (keep_clusters_ttl)")
-                self._forget_kept(self.record_path)
-                self._remove_log()
-                _exit(0)
+    def run_reset_callbacks(self, timeout: float) -> list[str]:
+        """Run the on_reset callbacks, newest first, and say what failed.
 
-    def _remove_log(self) -> None:
-        # Nobody is left to stop this cluster and remove its temporary directory:
-        # each node removes its own log, and the last one the emptied directory.
-        if not self.log_path:
-            return
-        try:
-            os.unlink(self.log_path)
-            os.rmdir(os.path.dirname(self.log_path))
-        except OSError:  # a peer's log is still there: that peer removes the directory
-            pass
-
-    def _forget_kept(self, *extra) -> None:
-        # We hold these locks, so removing their files is safe (see clusters/ports.py).
-        from disttest.clusters import lockfiles
-
-        for path in self.lock_paths:
-            if path in _held_locks:
-                lockfiles.unlock(path, _held_locks.pop(path))
-        for path in extra:  # the record, in the owner's private state directory
-            try:
-                if path:
-                    os.unlink(path)
-            except OSError:
-                pass
-
-    def run_reset_callbacks(self, timeout: float) -> None:
-        """Run the on_reset callbacks (newest first) within ``timeout`` seconds."""
-        self.context.stopping.set()
-        callbacks = list(reversed(self.context.reset_callbacks))
-        self.context.reset_callbacks = []
+        The one runner for a reset, the end of a simulated node and a node whose
+        controller is gone. Each failure is also written to the node's log. The
+        callbacks run in a thread of their own: one that hangs is reported after
+        ``timeout`` seconds and left behind.
+        """
+        context = self.context
+        context.stopping.set()
+        with context.lock:
+            callbacks, context.reset_callbacks = context.reset_callbacks, []
+        problems: list[str] = []
 
         def run_all() -> None:
-            for callback in callbacks:
+            if self.simulated:
+                this_node.install_context(context, thread_local=True)
+            for callback in reversed(callbacks):
+                name = getattr(callback, "__qualname__", callback)
                 try:
                     callback()
-                except BaseException:  # shutting down: nothing else to do with it
-                    pass
+                except BaseException as exc:
+                    problems.append(f"on_reset callback {name!s} raised "
+                                    + _describe(exc)[2].rstrip())
 
-        worker = threading.Thread(target=run_all, name="disttest-shutdown", daemon=True)
+        worker = threading.Thread(target=run_all, name="disttest-reset", daemon=True)
         worker.start()
         worker.join(timeout)
+        if worker.is_alive():
+            problems.append(f"on_reset callbacks still running {timeout:g}s after they were "
+                            "started (a callback blocks)")
+        for problem in problems:
+            _log(problem)
+        return list(problems)
 
     def op_shutdown(self):
         if self.simulated:
             return self.stop_simulated()
-        if self.detached:
-            self._forget_kept()
+        if self.kept is not None:
+            self.kept.forget()
         threading.Thread(target=_exit_soon, name="disttest-exit", daemon=True).start()
 
 
@@ -408,45 +320,11 @@ def _port_free(host: str, port: int) -> bool:
         sock.close()
 
 
-def _rss_bytes() -> int:
-    try:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
-        import resource
-
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-
-
 def _log_position() -> int | None:
     try:
         return os.lseek(2, 0, os.SEEK_CUR)  # the log is opened for appending: its end
     except OSError:
         return None
-
-
-def _describe(exc: BaseException, unpicklable=None) -> tuple:
-    """(type name, message, traceback text, pickled exception or None)."""
-    import traceback
-
-    pickle = _load_pickle()
-    if unpicklable is not None:
-        kind = type(unpicklable)
-        message = (f"the result of type {kind.__module__}.{kind.__qualname__} cannot be "
-                   f"pickled to send back: {exc}")
-        return (protocol.SERIALIZATION_ERROR, message, "", None)
-    kind = type(exc)
-    name = kind.__qualname__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"
-    tb = exc.__traceback__
-    # Hide the agent's own frames: the user's code starts below them.
-    while tb is not None and tb.tb_frame.f_globals.get("__name__") == __name__:
-        tb = tb.tb_next
-    text = "".join(traceback.format_exception(kind, exc, tb))
-    try:
-        blob = pickle.dumps(exc)
-    except Exception:
-        blob = None
-    return (name, str(exc), text, blob)
 
 
 def _log(message: str) -> None:
@@ -470,22 +348,7 @@ def _exit(code: int) -> None:
 
 _detached = False
 _coverage = None  # disttest.coverage_node, when the run is measured
-_held_locks: dict = {}  # path -> descriptor holding its lock
 _agent = None  # the process's Agent, for the stdin watcher
-
-
-def _take_locks(paths) -> None:
-    # The controller holds these until it exits; wait for each, then hold it
-    # for as long as this node lives (the kernel drops it when we end). The
-    # lock directory is shared with other users: lockfiles opens no link.
-    from disttest.clusters import lockfiles
-
-    for path in paths:
-        fd = lockfiles.lock(path, wait=True, attempts=100)
-        if fd is None:
-            _log(f"port lock {path} is not a plain lock file: not taken over")
-        else:
-            _held_locks[path] = fd
 
 
 def _watch_stdin(stdin) -> None:
@@ -504,7 +367,7 @@ def _watch_stdin(stdin) -> None:
 
 
 def main() -> None:
-    global _main_path, _coverage
+    global _coverage
     stdin = sys.stdin.buffer
     # marshal, not json: it is built in, while json costs milliseconds of imports.
     header = stdin.readline()
@@ -515,7 +378,6 @@ def main() -> None:
     os.chdir(boot["cwd"])
     sys.path[:] = boot["sys_path"] + [p for p in sys.path if p not in boot["sys_path"]]
     os.environ.update(boot.get("env", {}))
-    _main_path = boot.get("main_path")
     if boot.get("coverage"):  # the run is measured: so is this node, from here on
         from disttest import coverage_node
 
@@ -530,8 +392,11 @@ def main() -> None:
          f"serving on {agent.host}:{port}")
     threading.Thread(target=_watch_stdin, args=(stdin,), name="disttest-stdin",
                      daemon=True).start()
+    from disttest import agent_codec
+
+    agent_codec.main_path = boot.get("main_path")
     if boot.get("preload"):
-        _load_pickle()
+        agent_codec.load_pickle()
     try:
         agent.serve_forever()
     except KeyboardInterrupt:

@@ -280,19 +280,13 @@ def _unknown(location: str, key: str, env: bool = False, value: Any = None) -> C
                        source=location, key=key, suggestion=match[0] if match else None)
 
 
-def _bad(location: str, key: str, raw: Any, allowed: str, exc: Exception) -> ConfigError:
-    return ConfigError(f"{location}: {key} = {raw!r} is not allowed; {key} must be {allowed}",
-                       cause=str(exc) if isinstance(exc, _Invalid) else "",
-                       steps=[f"set {key} to {allowed}"], source=location, key=key, value=raw,
-                       allowed=allowed)
-
-
 def _convert(location: str, key: str, raw: Any, base_dir: Optional[str] = None) -> Any:
     convert, allowed, _ = _SPECS[key]
     try:
         value = convert(raw)
     except (ValueError, TypeError) as exc:
-        raise _bad(location, key, raw, allowed, exc) from None
+        raise ConfigError.bad_value(location, key, raw, allowed,
+                                    cause=str(exc) if isinstance(exc, _Invalid) else "") from None
     if convert is _OPTIONAL_PATH and value is not None:
         value = os.path.expanduser(value)
         if base_dir is not None:  # a relative path in a file is relative to that file
@@ -430,9 +424,9 @@ def _resolve_ci(ci: Optional[bool], environ: Mapping[str, str]) -> Tuple[bool, O
         source, raw = "environment DISTTEST_CI", environ["DISTTEST_CI"]
         try:
             on = _bool(raw)
-        except ValueError as exc:
-            raise _bad(source, "DISTTEST_CI", raw, "1, true, yes or on (CI on), or 0, false, "
-                       "no or off (CI off)", exc) from None
+        except ValueError:
+            raise ConfigError.bad_value(source, "DISTTEST_CI", raw, "1, true, yes or on (CI on), "
+                                        "or 0, false, no or off (CI off)") from None
     else:
         on, source = provider is not None, "detected" if provider else "not detected"
     return on, (provider if on else None), source

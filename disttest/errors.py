@@ -97,10 +97,11 @@ class ConfigError(DisttestError):
 
     @classmethod
     def bad_value(cls, source: str, key: str, value: Any, allowed: str,
-                  hint: str = "") -> "ConfigError":
+                  hint: str = "", cause: str = "") -> "ConfigError":
+        """``key = value`` from ``source`` is wrong: say what is ``allowed`` (or ``hint``)."""
         problem = f"{source}: {key} = {value!r} is not allowed; {key} must be {allowed}"
         steps = [hint] if hint else [f"set {key} to {allowed} in {source}"]
-        return cls(problem, steps=steps, source=source, key=key, value=value, allowed=allowed)
+        return cls(problem, cause, steps, source=source, key=key, value=value, allowed=allowed)
 
 
 class ClusterStartError(DisttestError):

@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import unittest
 
+from disttest.config import FALLBACKS as POLICIES
 from disttest.errors import ClusterStartError, ConfigError
-from disttest.requirements import requirement_of
-
-POLICIES = ("skip", "reduce", "simulate", "fail")
+from disttest.requirements import class_size
 
 
 def policy_for(session, cls: type) -> str:
@@ -26,21 +25,9 @@ def policy_for(session, cls: type) -> str:
     return policy
 
 
-def base_size(session, cls: type) -> int:
-    """The class's own size, before method-level sizes make the cluster larger."""
-    from disttest.session import ci_size_cap
-
-    config = session.config
-    cap = ci_size_cap(config)
-    size = requirement_of(cls, size=session.size_override,
-                          default_size=config.default_cluster_size,
-                          max_size=None if cap else config.max_cluster_size).size
-    return min(size, cap) if cap else size
-
-
 def acquire(session, cls: type, requirement):
     """(cluster, the class's own size) for ``cls``, applying the fallback on failure."""
-    size = base_size(session, cls)
+    size = class_size(cls, session.config, session.size_override)
     try:
         return session.pool.acquire(requirement), size
     except ClusterStartError as error:

@@ -26,7 +26,14 @@ _MANUAL = re.compile(r"\b(ClusterTestHelper|start_cluster|disttest\.cluster\s*\(
 
 
 class DistributedTestLoader(unittest.TestLoader):
-    """unittest's loader; selection and planning happen on what it loads."""
+    """The loader ``disttest.main()`` and ``python -m disttest`` use.
+
+    It loads exactly as unittest's does (names, discovery, ``-k``,
+    ``load_tests``): what disttest adds (tags, ``--only``/``--exclude``,
+    planning by cluster) acts on the loaded suite, so tests load the same way
+    under any runner. It is the place for a project to change loading:
+    subclass it and pass ``disttest.main(testLoader=MyLoader())``.
+    """
 
 
 @lru_cache(maxsize=None)

@@ -12,12 +12,12 @@ import os
 import sys
 import unittest
 
+from disttest.config import FALLBACKS
 from disttest.errors import ConfigError, DisttestError
 from disttest.loader import DistributedTestLoader
 from disttest.interrupts import RunnerTerminated
+from disttest.requirements import check_size_override
 from disttest.runner import DistributedTestRunner, RunOptions
-
-FALLBACKS = ("skip", "reduce", "simulate", "fail")
 
 
 def _positive_int(text: str) -> int:
@@ -165,20 +165,10 @@ class DistributedTestProgram(unittest.TestProgram):
         try:
             self.config = load_config(start_dir=os.path.abspath(start) if start else None,
                                       cli=self._cli_settings(), ci=self.ci)
-            self._check_cluster_size()
+            check_size_override(self.cluster_size, self.config)
         except ConfigError as error:
             self._fail(error)
 
-    def _check_cluster_size(self) -> None:
-        """--cluster-size above max_cluster_size is refused (a CI profile's cap caps it)."""
-        from disttest.session import ci_size_cap
-
-        maximum = self.config.max_cluster_size
-        if self.cluster_size and self.cluster_size > maximum and not ci_size_cap(self.config):
-            raise ConfigError.bad_value(
-                "command line --cluster-size", "--cluster-size", self.cluster_size,
-                f"a whole number of nodes from 1 to {maximum} (max_cluster_size)",
-                hint="lower --cluster-size, or raise max_cluster_size in the configuration")
 
     @staticmethod
     def _fail(error: DisttestError, status: int = 2) -> None:

@@ -6,6 +6,11 @@ decorators. Two requirements can share a cluster when their *compatibility
 key* (network mode, node environment and SSH hosts) is equal: size is met by growing a
 cluster and ports by allocating more names on the existing nodes.
 
+The size rule lives here, once: a class's declared size (or the default),
+raised by sizes its methods ask for, replaced by ``--cluster-size``, checked
+against ``max_cluster_size`` — or, in CI when the CI profile set that
+maximum, capped to it.
+
 This module knows nothing of unittest; it only reads attributes.
 """
 from __future__ import annotations
@@ -16,7 +21,7 @@ from collections.abc import Mapping
 
 TYPE_CHECKING = False  # typing is for annotations only: a plain run skips its import
 if TYPE_CHECKING:
-    from typing import Any, Iterable
+    from typing import Any
 
 from disttest.errors import ConfigError
 
@@ -42,19 +47,6 @@ class Requirement:
     def key(self) -> tuple:
         """Requirements with equal keys can share one cluster."""
         return (self.network, self.env, self.simulated, self.hosts)
-
-    def serves(self, other: "Requirement") -> bool:
-        """True when a cluster made for ``self`` satisfies ``other`` as it is."""
-        return (self.key == other.key and self.size >= other.size
-                and set(self.ports) >= set(other.ports))
-
-    def merge(self, other: "Requirement") -> "Requirement":
-        """The smallest requirement that serves both (same key only)."""
-        assert self.key == other.key
-        return Requirement(max(self.size, other.size),
-                           tuple(sorted(set(self.ports) | set(other.ports))),
-                           self.env, self.network, self.fresh or other.fresh,
-                           None, self.simulated, self.tags | other.tags, self.hosts)
 
     def with_size(self, size: int) -> "Requirement":
         return dataclasses.replace(self, size=size)
@@ -200,10 +192,58 @@ def requirement_of(cls: type, size: int | None = None, default_size: int = 3,
     )
 
 
-def merge_all(requirements: Iterable[Requirement]) -> Requirement:
-    merged: Requirement | None = None
-    for req in requirements:
-        merged = req if merged is None else merged.merge(req)
-    if merged is None:
-        raise ValueError("no requirements to merge")
-    return merged
+def method_sizes(cls: type) -> dict[str, int]:
+    """Sizes asked by ``@disttest.cluster_size(n)`` on test methods of ``cls``."""
+    sizes = {}
+    for name in dir(cls):
+        size = getattr(getattr(cls, name, None), "__disttest_cluster_size__", None)
+        if size is not None:
+            sizes[name] = size
+    return sizes
+
+
+def ci_size_cap(config: Any) -> int | None:
+    """``max_cluster_size`` set by the CI profile caps sizes instead of rejecting them."""
+    capped = config.ci and "max_cluster_size" in config.from_ci_profile
+    return config.max_cluster_size if capped else None
+
+
+def class_size(cls: type, config: Any, size_override: int | None = None) -> int:
+    """The class's own size (``cls.cluster``), before its methods' sizes grow the cluster."""
+    cap = ci_size_cap(config)
+    size = size_override if size_override is not None else requirement_of(
+        cls, default_size=config.default_cluster_size,
+        max_size=None if cap else config.max_cluster_size).size
+    return min(size, cap) if cap else size
+
+
+def class_requirement(cls: type, config: Any, size_override: int | None = None,
+                      methods: list[str] | None = None) -> Requirement:
+    """``cls``'s requirement: its size, or the largest of ``methods``' sizes.
+
+    A size above ``max_cluster_size`` is a bad declaration, except in CI when
+    the CI profile set the maximum: there sizes are capped to it.
+    """
+    cap = ci_size_cap(config)
+    maximum = None if cap else config.max_cluster_size
+    base = with_configured_hosts(
+        requirement_of(cls, default_size=config.default_cluster_size, max_size=maximum),
+        config, cls)
+    if size_override is not None:
+        base = base.with_size(size_override)
+    else:
+        wanted = [check_size(size, cls, f"cluster_size of {name}", maximum)
+                  for name, size in method_sizes(cls).items()
+                  if methods is None or name in methods]
+        base = base.with_size(max([base.size, *wanted]))
+    return base.with_size(min(base.size, cap)) if cap else base
+
+
+def check_size_override(size: int | None, config: Any) -> None:
+    """``--cluster-size`` above ``max_cluster_size`` is refused (a CI profile's cap caps it)."""
+    maximum = config.max_cluster_size
+    if size and size > maximum and not ci_size_cap(config):
+        raise ConfigError.bad_value(
+            "command line --cluster-size", "--cluster-size", size,
+            f"a whole number of nodes from 1 to {maximum} (max_cluster_size)",
+            hint="lower --cluster-size, or raise max_cluster_size in the configuration")

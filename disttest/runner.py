@@ -224,11 +224,11 @@ class DistributedTestRunner(unittest.TextTestRunner):
         return plan, filtered, has_cluster_tests
 
     def requirement_for(self, cls: type, methods: list[str]):
-        from disttest import session as _session
+        from disttest.requirements import class_requirement
 
         try:
-            requirement = _session.class_requirement(cls, self._config(),
-                                                     self.options.cluster_size, methods)
+            requirement = class_requirement(cls, self._config(),
+                                         self.options.cluster_size, methods)
             return requirement.as_simulated() if self.options.simulate else requirement
         except DisttestError:
             return None  # a bad declaration: the class reports it as its own error
@@ -293,9 +293,6 @@ def _refers_to_disttest(module) -> bool:
 
 
 def _skip_reason(options: RunOptions, config) -> str | None:
-    if options.no_distributed:
-        return "cluster tests are turned off (--no-distributed)"
-    if not config.auto_cluster:
-        return ("cluster tests get no cluster in manual mode (auto_cluster = false); "
-                "set auto_cluster = true to run them")
-    return None
+    from disttest.session import skip_reason
+
+    return skip_reason(config, options.no_distributed)

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 from disttest import coverage_support
 from disttest.events import EventBus
-from disttest.requirements import Requirement, requirement_of, with_configured_hosts
+from disttest.requirements import Requirement, class_requirement
 
 
 class Session:
@@ -91,10 +91,7 @@ class Session:
     def skip_reason_for(self, cls: type) -> str | None:
         if self.skip_reason:
             return self.skip_reason
-        if not self.config.auto_cluster:
-            return ("cluster tests are not given clusters: auto_cluster = false (manual mode); "
-                    "set auto_cluster = true or start clusters with ClusterTestHelper")
-        return None
+        return skip_reason(self.config)
 
     def shutdown(self) -> None:
         if self._slow_watch is not None:
@@ -103,44 +100,15 @@ class Session:
             self._pool.shutdown()
 
 
-def method_sizes(cls: type) -> dict[str, int]:
-    """Sizes asked by ``@disttest.cluster_size(n)`` on test methods of ``cls``."""
-    sizes = {}
-    for name in dir(cls):
-        size = getattr(getattr(cls, name, None), "__disttest_cluster_size__", None)
-        if size is not None:
-            sizes[name] = size
-    return sizes
-
-
-def ci_size_cap(config) -> int | None:
-    """``max_cluster_size`` set by the CI profile caps sizes instead of rejecting them."""
-    capped = config.ci and "max_cluster_size" in config.from_ci_profile
-    return config.max_cluster_size if capped else None
-
-
-def class_requirement(cls: type, config, size_override: int | None = None,
-                      methods: list[str] | None = None) -> Requirement:
-    """``cls``'s requirement: its size, or the largest of ``methods``' sizes.
-
-    A size above ``max_cluster_size`` is a bad declaration, except in CI when
-    the CI profile set the maximum: there sizes are capped to it.
-    """
-    from disttest.requirements import check_size
-
-    cap = ci_size_cap(config)
-    maximum = None if cap else config.max_cluster_size
-    base = with_configured_hosts(
-        requirement_of(cls, default_size=config.default_cluster_size, max_size=maximum),
-        config, cls)
-    if size_override is not None:
-        base = base.with_size(size_override)
-    else:
-        sizes = method_sizes(cls)
-        wanted = [check_size(size, cls, f"cluster_size of {name}", maximum)
-                  for name, size in sizes.items() if methods is None or name in methods]
-        base = base.with_size(max([base.size, *wanted]))
-    return base.with_size(min(base.size, cap)) if cap else base
+def skip_reason(config, no_distributed: bool = False) -> str | None:
+    """Why cluster tests get no cluster in this run, or None when they do."""
+    if no_distributed:
+        return "cluster tests are turned off (--no-distributed)"
+    if not config.auto_cluster:
+        return ("cluster tests are not given clusters: auto_cluster = false (manual mode); "
+                "set auto_cluster = true, or start clusters in the tests (disttest.start_cluster, "
+                "ClusterTestHelper)")
+    return None
 
 
 _current: Session | None = None

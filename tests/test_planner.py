@@ -18,7 +18,7 @@ from disttest.errors import DisttestError
 from disttest.planner import (Group, Unit, _assign_clusters, format_plan, iter_tests,
                               make_units, plan)
 from disttest.requirements import Requirement
-from disttest.session import class_requirement
+from disttest.requirements import class_requirement
 
 CONFIG = Config()
 

@@ -18,6 +18,7 @@ from disttest.clusters import protocol
 from disttest.errors import DisttestError
 from disttest.requirements import Requirement
 from tests import support
+from tests.fixtures import nodefuncs as nf
 
 KEY = os.urandom(32)
 
@@ -303,6 +304,51 @@ class DeclaredOpsTests(unittest.TestCase):
         info = self.node.info()
         self.assertEqual((info["pid"], info["name"]), (self.node.pid, self.node.name))
         self.assertEqual(self.node.reset(2.0), ([], []))
+
+
+
+class ResetAnswerTests(unittest.TestCase):
+    """One runner for on_reset callbacks: its failures are in the reset answer,
+    and in the node's log when nobody asks (the controller is gone)."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.pool = support.make_pool()
+
+    @classmethod
+    def tearDownClass(cls):
+        support.shutdown_and_check(cls.pool)
+
+    def setUp(self):
+        self.cluster = self.pool.acquire(Requirement(1, fresh=True))
+        self.addCleanup(self.pool.release, self.cluster)
+        self.node = self.cluster[0]
+
+    def test_a_failing_callback_is_in_the_answer_and_the_others_still_run(self):
+        self.node.call(nf.register_reset_marker, "first")
+        self.node.call(nf.raise_on_reset, "cannot shut down")
+        self.node.call(nf.register_reset_marker, "last")
+        problems, busy = self.node.reset(5.0)
+        self.assertEqual(busy, [])
+        self.assertEqual(len(problems), 1, problems)
+        self.assertRegex(problems[0], r"^on_reset callback raise_on_reset.<locals>.callback raised")
+        self.assertIn("RuntimeError: cannot shut down", problems[0])
+        self.assertEqual(self.node.call(nf.reset_log), ["last", "first"])  # newest first
+        self.assertIn("RuntimeError: cannot shut down", self.node.logs())
+
+    def test_a_callback_that_blocks_is_reported_after_the_timeout(self):
+        self.node.call(nf.block_on_reset, 30)
+        problems, _ = self.node.reset(0.5)
+        self.assertEqual(problems, ["on_reset callbacks still running 0.5s after they were "
+                                    "started (a callback blocks)"])
+
+    def test_when_the_controller_is_gone_failures_go_to_the_log(self):
+        self.node.call(nf.raise_on_reset, "stopping without a controller")
+        self.node.process.close_stdin()  # what the node sees when the controller dies
+        self.assertIsNotNone(self.node.process.wait(10))
+        log = self.node.logs()
+        self.assertIn("on_reset callback raise_on_reset.<locals>.callback raised", log)
+        self.assertIn("RuntimeError: stopping without a controller", log)
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ from disttest.clusters.ssh import Host, SSHLauncher, parse_host
 from disttest.config import Config, load_config
 from disttest.errors import CallTimeoutError, ClusterStartError, ConfigError, NodeCrashedError
 from disttest.requirements import Requirement, requirement_of
-from disttest.session import class_requirement
+from disttest.requirements import class_requirement
 from tests import support
 from tests.fixtures import nodefuncs as nf
 

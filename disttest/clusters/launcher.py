@@ -25,6 +25,24 @@ from disttest.errors import ClusterStartError
 # The agent must import the same disttest as the controller, even when that
 # one is not installed (a source checkout on sys.path).
 PACKAGE_PARENT = str(Path(disttest.__file__).resolve().parent.parent)
+# What every launcher runs with ``python -c``: ``-c`` rather than ``-m``, since
+# runpy alone costs milliseconds per node, and the controller's own disttest
+# first on sys.path, ahead of the working directory, which might hold another copy.
+AGENT_CODE = (f"import sys; sys.path.insert(0, {PACKAGE_PARENT!r}); "
+              "from disttest.agent import main; main()")
+
+
+def write_bootstrap(stream, boot: dict) -> bool:
+    """Write ``boot`` the way the agent reads it: a line with the size in bytes,
+    then the ``marshal``-ed dict. False when the reader is already gone."""
+    # marshal, not json: the agent has it built in, json costs it milliseconds.
+    blob = marshal.dumps(boot)
+    try:
+        stream.write(b"%d\n" % len(blob) + blob)
+        stream.flush()
+    except BrokenPipeError:
+        return False
+    return True
 
 
 def tail(path: Path | str, lines: int = 20) -> str:
@@ -198,12 +216,7 @@ class LocalLauncher(ReadyLines):
         self.executable = executable or sys.executable
 
     def command(self) -> list[str]:
-        # ``-c`` rather than ``-m``: runpy alone costs milliseconds per node. The
-        # controller's own disttest goes first on sys.path, ahead of the working
-        # directory, which might hold another copy.
-        return [self.executable, "-c",
-                f"import sys; sys.path.insert(0, {PACKAGE_PARENT!r}); "
-                "from disttest.agent import main; main()"]
+        return [self.executable, "-c", AGENT_CODE]
 
     def environment(self) -> dict[str, str]:
         env = dict(os.environ)
@@ -235,11 +248,7 @@ class LocalLauncher(ReadyLines):
                 if measure is not None:  # the run is measured: the node measures itself
                     boot = dict(boot, coverage=measure)
                     process.measured = True
-                blob = marshal.dumps(boot)
-                try:
-                    popen.stdin.write(b"%d\n" % len(blob) + blob)
-                    popen.stdin.flush()
-                except BrokenPipeError:  # it died before reading its bootstrap
+                if not write_bootstrap(popen.stdin, boot):  # it died before reading it
                     popen.wait(2.0)
                     raise self._crashed(process, boot) from None
             spawned = time.perf_counter()

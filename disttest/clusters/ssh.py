@@ -21,7 +21,6 @@ terminate, pause, resume) travel as ``ssh host kill -s SIG pid``.
 """
 from __future__ import annotations
 
-import marshal
 import shlex
 import signal
 import socket
@@ -30,7 +29,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from disttest.clusters.launcher import PACKAGE_PARENT, Process, ReadyLines, spawn_error
+from disttest.clusters.launcher import AGENT_CODE, Process, ReadyLines, spawn_error, write_bootstrap
 from disttest.errors import ClusterStartError, DisttestError
 
 # ssh's own exit status when it failed (connection, authentication, host key);
@@ -259,11 +258,9 @@ class SSHLauncher(ReadyLines):
 
     def agent_command(self) -> str:
         """The shell command a host runs: the agent, as LocalLauncher starts it."""
-        code = (f"import sys; sys.path.insert(0, {PACKAGE_PARENT!r}); "
-                "from disttest.agent import main; main()")
         # -u: the node's output reaches its log as it happens (no environment
         # travels over ssh to set PYTHONUNBUFFERED); exec: no shell left between.
-        return "exec " + shlex.join([self.python, "-u", "-c", code])
+        return "exec " + shlex.join([self.python, "-u", "-c", AGENT_CODE])
 
     def run(self, host: Host, remote: str) -> str | None:
         """Run a short shell command on ``host``; None when it worked, else what went wrong."""
@@ -316,12 +313,7 @@ class SSHLauncher(ReadyLines):
                 raise spawn_error(exc, boot["name"]) from None
         self.local_pids.add(popen.pid)
         process = SSHProcess(self, host, popen, log_path, offset)
-        blob = marshal.dumps(boot)
-        try:
-            popen.stdin.write(b"%d\n" % len(blob) + blob)
-            popen.stdin.flush()
-        except BrokenPipeError:
-            pass  # ssh already gave up: _wait_ready reports why
+        write_bootstrap(popen.stdin, boot)  # if ssh already gave up, _wait_ready says why
         return process
 
     def _ready(self, process: SSHProcess, port: int, pid: int) -> None:
