@@ -1,6 +1,10 @@
 """Events: how the pool and the runner tell reporters what happened.
 
-Mechanism emits, reporters subscribe; nothing in the mechanism prints.
+Mechanism emits, reporters subscribe; nothing in the mechanism prints. A
+subscriber that raises never breaks the run, and is never silent either: the
+bus keeps what failed (``failures``), and the runner ends its output with one
+"internal error in <reporter>" line for each, so a summary that may be wrong
+says so. The exit status stays that of the tests.
 """
 from __future__ import annotations
 
@@ -41,6 +45,8 @@ class EventBus:
     def __init__(self) -> None:
         self._subscribers: list[Callable[[Event], None]] = []
         self._lock = threading.Lock()
+        # who failed -> [times, the first error in one line]
+        self.failures: dict[str, list] = {}
 
     def subscribe(self, callback: Callable[[Event], None]) -> Callable[[Event], None]:
         with self._lock:
@@ -61,6 +67,32 @@ class EventBus:
         for callback in subscribers:
             try:
                 callback(event)
-            except Exception:  # a reporter bug must not break cluster handling
-                pass
+            except Exception as exc:  # a reporter bug must not break cluster handling
+                self.record_failure(getattr(callback, "__qualname__", repr(callback)), exc)
         return event
+
+    def record_failure(self, who: str, exc: BaseException) -> None:
+        """Note that ``who`` (a subscriber or a reporter) raised ``exc``."""
+        tb = exc.__traceback__
+        while tb is not None and tb.tb_next is not None:
+            tb = tb.tb_next
+        where = f" at {_short_path(tb.tb_frame.f_code.co_filename)}:{tb.tb_lineno}" if tb else ""
+        with self._lock:
+            failure = self.failures.setdefault(
+                who, [0, f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+                         f"{where}"])
+            failure[0] += 1
+
+    def failure_lines(self) -> list[str]:
+        """One line per subscriber or reporter that failed, for the end of the output."""
+        with self._lock:
+            failures = sorted(self.failures.items())
+        return [f"disttest: internal error in {who} ({count} time{'s' if count != 1 else ''}, "
+                f"first: {first}); the report above may be incomplete; the exit status is "
+                "the tests' own" for who, (count, first) in failures]
+
+
+def _short_path(path: str) -> str:
+    """``disttest/report/stats.py`` rather than the whole path, for disttest's own files."""
+    marker = "/disttest/"
+    return "disttest/" + path.rsplit(marker, 1)[1] if marker in path else path

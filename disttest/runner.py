@@ -183,8 +183,11 @@ class DistributedTestRunner(unittest.TextTestRunner):
                 session.shutdown()
                 stats.finished = stats.started + stats.duration_s
                 result = result or self.last_result
-                self._report(result, stats, paint, plan, config)
+                self._report(result, stats, paint, plan, config, events)
                 failure_logs.annotations()
+                for line in events.failure_lines():
+                    self.stream.writeln(line)
+                self.stream.flush()
         self._say_interrupted(result)
         return result
 
@@ -243,11 +246,24 @@ class DistributedTestRunner(unittest.TextTestRunner):
         result.mid_line = False
         return True
 
-    def _report(self, result, stats, paint, plan, config) -> None:
-        from disttest.report.console import closing_line, render_summary
-
+    def _report(self, result, stats, paint, plan, config, events) -> None:
+        """Every report of the run; one that fails is noted (see events.py), not raised."""
         if result is None:
             return
+        for name, write in (("the summary", self._write_summary),
+                            ("the JSON report", self._write_json_report),
+                            ("the JUnit report", self._write_junit_report),
+                            ("the durations history", self._write_durations)):
+            try:
+                write(result, stats, paint, config)
+            except OSError as exc:  # a report file that cannot be written: not a bug
+                self.stream.writeln(f"disttest: could not write {name}: {exc}")
+            except Exception as exc:
+                events.record_failure(name, exc)
+
+    def _write_summary(self, result, stats, paint, config) -> None:
+        from disttest.report.console import closing_line, render_summary
+
         # Classes a cluster actually served: not the plan's, which also counts classes
         # that failfast, Ctrl-C or a failed start kept from ever getting one.
         cluster_classes = len({name for usage in result.cluster_usage.values()
@@ -257,16 +273,22 @@ class DistributedTestRunner(unittest.TextTestRunner):
             self.stream.writeln(summary)
             self.stream.writeln(closing_line(result))
             self.stream.flush()
+
+    def _write_json_report(self, result, stats, paint, config) -> None:
         path = self.options.json_report or config.json_report
         if path:
             from disttest.report import json_report
 
             json_report.write(path, json_report.build(result, stats, config))
+
+    def _write_junit_report(self, result, stats, paint, config) -> None:
         path = self.options.junit_xml or config.junit_xml
         if path:
             from disttest.report import junit
 
             junit.write(path, result, stats, config)
+
+    def _write_durations(self, result, stats, paint, config) -> None:
         if result.records and config.durations_file and not self.options.shard:
             # History for balancing shards, recorded by whole runs only: the shards
             # of one selection must all see the same history, or they would
