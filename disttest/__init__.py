@@ -42,6 +42,19 @@ _EXPORTS = {
     "CallTimeoutError": "disttest.errors",
     "SerializationError": "disttest.errors",
     "NetworkModeError": "disttest.errors",
+    "History": "disttest.history.recorder",
+    "HistoryFormatError": "disttest.history.recorder",
+    "Model": "disttest.history.models",
+    "Register": "disttest.history.models",
+    "CASRegister": "disttest.history.models",
+    "KVMap": "disttest.history.models",
+    "SetModel": "disttest.history.models",
+    "Counter": "disttest.history.models",
+    "FIFOQueue": "disttest.history.models",
+    "check_linearizable": "disttest.history.checker",
+    "CheckResult": "disttest.history.checker",
+    "assert_linearizable": "disttest.history.assertions",
+    "NonLinearizableError": "disttest.history.assertions",
 }
 
 __all__ = sorted(_EXPORTS) + ["this_node"]

@@ -171,6 +171,27 @@ class DistributedTestCase(unittest.TestCase):
         except AssertionError as error:
             self.fail(str(error))
 
+    def history(self) -> Any:
+        """A new :class:`disttest.History` named after this test, for its clients to record into."""
+        from disttest.history.recorder import History
+
+        return History(meta={"test": self.id()})
+
+    def assertLinearizable(self, history: Any, model: Any, timeout: float | None = 60.0,
+                           msg: str | None = None) -> Any:
+        """Fail unless ``history`` is linearizable against ``model``; return the CheckResult.
+
+        The failure message shows each illegal key's window as a timeline and
+        the nemesis seed; the history is saved as JSON and HTML
+        (see :func:`disttest.assert_linearizable`).
+        """
+        from disttest.history.assertions import NonLinearizableError, assert_linearizable
+
+        try:
+            return assert_linearizable(history, model, timeout=timeout, name=self.id())
+        except NonLinearizableError as error:
+            raise self.failureException(self._formatMessage(msg, str(error))) from None
+
     def assertClusterHealthy(self, msg: str | None = None) -> None:
         """Fail unless every node of the class's cluster is alive and answering."""
         cluster = type(self).cluster

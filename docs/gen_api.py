@@ -30,6 +30,10 @@ SECTIONS = [
     ("Errors", ["DisttestError", "Diagnosis", "ConfigError", "ClusterStartError",
                 "NodeCrashedError", "RemoteError", "PortRangeExhausted", "CallTimeoutError",
                 "SerializationError", "NetworkModeError"]),
+    ("Histories and linearizability", ["History", "check_linearizable", "assert_linearizable",
+                                       "CheckResult", "Model", "Register", "CASRegister",
+                                       "KVMap", "SetModel", "Counter", "FIFOQueue",
+                                       "NonLinearizableError", "HistoryFormatError"]),
     ("Internals you may meet", ["ClusterPool", "Requirement"]),
 ]
 
@@ -37,7 +41,11 @@ SECTIONS = [
 MEMBERS = {
     "DistributedTestCase": ["setUpCluster", "tearDownCluster", "setUpNode", "tearDownNode",
                             "nodes", "cluster_nodes",
-                            "with_cluster_size", "wait_until", "assertClusterHealthy"],
+                            "with_cluster_size", "wait_until", "assertClusterHealthy",
+                            "history", "assertLinearizable"],
+    "History": ["op", "fault", "heal", "merge", "events", "save", "load"],
+    "CheckResult": ["valid", "failures", "seed"],
+    "Model": ["init", "step", "partition"],
     "Cluster": ["node", "view", "call_all", "healthy", "wait_healthy", "info", "partition",
                 "isolate", "cut", "delay", "heal", "faults", "stop"],
     "Node": ["call", "submit", "spawn", "ping", "logs", "port", "address", "kill", "terminate",

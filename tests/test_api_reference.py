@@ -19,7 +19,10 @@ class ExportsTest(unittest.TestCase):
             "PortRangeExhausted", "RemoteError", "Requirement", "SerializationError",
             "cluster", "cluster_size", "current_cluster", "distributed", "fresh_cluster",
             "load_config", "main", "requires_real_cluster", "start_cluster", "tag",
-            "this_node", "wait_until"]))
+            "this_node", "wait_until",
+            "History", "HistoryFormatError", "Model", "Register", "CASRegister", "KVMap",
+            "SetModel", "Counter", "FIFOQueue", "check_linearizable", "CheckResult",
+            "assert_linearizable", "NonLinearizableError"]))
 
     def test_every_exported_name_resolves(self):
         for name in disttest.__all__:
