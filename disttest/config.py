@@ -102,7 +102,11 @@ class Config:
         """The state directory (registry of kept clusters), created with mode 0700."""
         import pathlib
 
-        path = pathlib.Path(self.state_dir) if self.state_dir else _platform_state_dir()
+        if not self.state_dir:
+            from disttest.statedir import default_state_dir
+
+            return default_state_dir()
+        path = pathlib.Path(self.state_dir)
         try:
             path.mkdir(mode=0o700, parents=True, exist_ok=True)
         except OSError as exc:
@@ -118,13 +122,6 @@ class Config:
         values = {name: getattr(self, name) for name in self.__slots__}
         values.update(changes)
         return Config(**values)
-
-
-def _platform_state_dir() -> pathlib.Path:
-    import platformdirs  # only needed when something is kept across runs
-    import pathlib
-
-    return pathlib.Path(platformdirs.user_state_dir("disttest"))
 
 
 # --- converters: return the value or raise ValueError (an _Invalid one says why) ---
@@ -512,7 +509,12 @@ def _show(config: Config, key: str) -> str:
     if key == "fallback" and value is None:
         return f"auto ({config.effective_fallback} {'in CI' if config.ci else 'outside CI'})"
     if key == "state_dir" and value is None:
-        return str(_platform_state_dir())
+        from disttest.statedir import default_state_dir
+
+        try:
+            return str(default_state_dir())
+        except ConfigError as error:
+            return f"(none usable: {error})"
     if key == "port_range":
         return f"{value[0]}-{value[1]}"
     if isinstance(value, bool):
