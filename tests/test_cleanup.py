@@ -59,7 +59,7 @@ class OrdinaryRuns(unittest.TestCase):
         self.addCleanup(support.remove_dead_locks, proc.pid)
         for directory in support.our_temp_dirs(run.cluster_ids()):
             self.addCleanup(shutil.rmtree, directory, True)
-        self.assertTrue(support.wait_for(lambda: not alive(pids), timeout=2))
+        self.assertTrue(support.wait_for(lambda: not alive(pids), timeout=10))
         found = leftovers(run, pids)
         self.assertEqual(sorted(found), ["port locks", "temp dirs"], found)
         self.assertEqual(len(found["temp dirs"]), 2)

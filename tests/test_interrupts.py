@@ -42,7 +42,7 @@ class Interrupts(unittest.TestCase):
         """Both clusters reported stopped, and nothing of them left (2 s at most)."""
         for cluster_id in self.cluster_ids:
             self.assertIn(f"cluster {cluster_id} stopped", run.stderr)
-        assert_left_nothing(self, run, pids, cluster_ids=self.cluster_ids, wait=2.0)
+        assert_left_nothing(self, run, pids, cluster_ids=self.cluster_ids, wait=10.0)
 
     def assert_interrupted(self, run: Run, signum: int, where: str, ran: int) -> None:
         """unittest's closing lines for the tests that ran, then the interruption line."""
@@ -164,8 +164,8 @@ class Interrupts(unittest.TestCase):
         self.addCleanup(support.remove_dead_locks, proc.pid)
         for directory in support.our_temp_dirs(self.cluster_ids):
             self.addCleanup(shutil.rmtree, directory, True)
-        self.assertTrue(support.wait_for(lambda: not alive(pids), timeout=2.0),
-                        f"nodes {alive(pids)} outlived the killed runner by 2s")
+        self.assertTrue(support.wait_for(lambda: not alive(pids), timeout=10.0),
+                        f"nodes {alive(pids)} outlived the killed runner by 10s")
         self.assertEqual(agents_since(started), [])
 
     def test_an_exception_in_the_runner_still_stops_every_cluster(self):
@@ -184,7 +184,7 @@ class Interrupts(unittest.TestCase):
         # More than the nodes ending with their runner (a SIGKILL gets that
         # much): the runner stopped its clusters, their temp dirs and port
         # locks are gone too.
-        assert_left_nothing(self, run, pids, cluster_ids=self.cluster_ids, wait=2.0)
+        assert_left_nothing(self, run, pids, cluster_ids=self.cluster_ids, wait=10.0)
 
 
 if __name__ == "__main__":

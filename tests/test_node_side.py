@@ -172,7 +172,7 @@ class ControllerDeathTests(unittest.TestCase):
             self.assertFalse(support.gone(pid))
         return proc, started
 
-    def assertNodesGone(self, pids, timeout=2.0):
+    def assertNodesGone(self, pids, timeout=10.0):
         left = support.wait_for(lambda: all(support.gone(p) for p in pids), timeout)
         self.assertTrue(left, f"nodes still running: {[p for p in pids if not support.gone(p)]}")
 
