@@ -18,16 +18,11 @@ import time
 import unittest
 from pathlib import Path
 
+from tests.support import ran
 from tests.test_runner_e2e import (Sample, described, ids_with_status, normalize,
                                    result_counts)
 
 STDLIB = Path(sysconfig.get_paths()["stdlib"])
-
-
-def ran(total: int, decorated_skips: int = 0) -> int:
-    """unittest's "Ran N": from Python 3.12 on it leaves out tests skipped by a
-    decorator (they never start); a skipTest() inside a test still counts."""
-    return total if sys.version_info < (3, 12) else total - decorated_skips
 
 
 class CompatCase(unittest.TestCase):
