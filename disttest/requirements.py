@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 from disttest.errors import ConfigError
 
-NETWORK_MODES = ("direct", "proxy", "netns")
+NETWORK_MODES = ("direct", "proxy", "netns", "userns", "auto")
 DEFAULT_PORTS = ("app",)
 
 
@@ -54,7 +54,7 @@ class Requirement:
     def as_simulated(self) -> "Requirement":
         # Simulated nodes share the test process's network: namespaces cannot
         # separate them, proxies still can.
-        network = "proxy" if self.network == "netns" else self.network
+        network = "proxy" if self.network in ("netns", "userns", "auto") else self.network
         return dataclasses.replace(self, simulated=True, network=network, hosts=())  # threads run here
 
     def describe(self) -> str:

@@ -553,7 +553,7 @@ class LifetimeTests(unittest.TestCase):
                 NetnsNetwork("c1")
         self.assertEqual(caught.exception.diagnosis.kind, "netns-unavailable")
         self.assertEqual(caught.exception.diagnosis.cause, reason)
-        self.assertIn('network = "proxy"', str(caught.exception))
+        self.assertIn('network = "auto"', str(caught.exception))
 
 
 # A controller that makes a network, then waits to be killed.

@@ -107,6 +107,8 @@ class Cluster:
         """Id, size, mode and every node's name, pid, liveness, host and ports."""
         return {"id": self.id, "size": len(self.nodes), "simulated": self.simulated,
                 "network": self.network,
+                "network_reason": getattr(self._entry.faults, "mode_reason", "declared")
+                if self._entry is not None else "declared",
                 "nodes": [{"name": n.name, "index": n.index, "pid": n.pid, "alive": n.alive,
                            "host": n.host, "ports": n.ports} for n in self.nodes]}
 
@@ -152,7 +154,9 @@ class Cluster:
                 f"network = {self.network!r}",
                 "with network = 'direct' nodes reach each other's ports directly, so nothing "
                 "sits between them to cut",
-                ['declare network = "proxy" on the test class (or "netns" as root on Linux)'])
+                ['declare network = "auto" on the test class: network namespaces where this '
+                 'machine allows them (as root, or unprivileged user namespaces), else '
+                 'network = "proxy"'])
         return network
 
     # -- lifetime --------------------------------------------------------------

@@ -1,10 +1,11 @@
-"""The delay line of the netns mode: the controller's end of every TUN device.
+"""The delay line of the netns modes: the controller's end of every node's line device.
 
-A namespace routes the packets of a dropped or delayed link to its TUN
-device; the line reads them, discards those of a dropped link, holds those of
-a delayed one for ``seconds ± jitter`` (in order), and writes the others into
-the TUN device of the destination's namespace. One thread per network, started
-with its first device.
+A namespace routes the packets of a dropped or delayed link to its line
+device (a TUN device as root; a veth whose far end is a packet socket in the
+unprivileged mode); the line reads them, discards those of a dropped link,
+holds those of a delayed one for ``seconds ± jitter`` (in order), and writes
+the others into the line device of the destination's namespace. One thread
+per network, started with its first device.
 """
 from __future__ import annotations
 
@@ -26,14 +27,15 @@ class DelayLine:
 
     It reads the packets a namespace routes to its TUN device, discards those of
     a dropped link, holds those of a delayed one, and writes the others (and the
-    held ones when due) into the TUN device of the destination's namespace.
+    held ones when due) into the line device of the destination's namespace.
     """
 
     def __init__(self, on_crash: Callable[[str], None]) -> None:
         self.on_crash = on_crash
         self.lock = threading.Lock()
         self.names: dict[bytes, str] = {}   # packed IPv4 address -> node name
-        self.fds: dict[str, int] = {}       # node name -> its TUN descriptor
+        self.fds: dict[str, int] = {}       # node name -> its device's descriptor
+        self.frames: dict[str, bytes] = {}  # node name -> header of what is written to it
         self.pending: list[tuple[str, int]] = []
         self.cuts: dict = {}
         self.delays: dict = {}
@@ -55,9 +57,13 @@ class DelayLine:
         with self.lock:
             self.names[socket.inet_aton(address)] = name
 
-    def add_device(self, name: str, fd: int) -> None:
+    def add_device(self, name: str, fd: int, frame: bytes = b"") -> None:
+        """Node ``name``'s device: a TUN descriptor (IP packets as they are), or a
+        packet socket on a veth (``frame``: the Ethernet header that takes a packet
+        to the node; a frame read from it starts with a header of that length)."""
         with self.lock:
             self.fds[name] = fd
+            self.frames[name] = frame
             self.pending.append((name, fd))
             if self.thread is None:
                 self.thread = threading.Thread(target=self.run, name="disttest-netns",
@@ -139,8 +145,9 @@ class DelayLine:
                 break
         now = time.monotonic()
         with self.lock:
+            skip = len(self.frames.get(source, b""))
             for packet in packets:
-                self.route(source, packet, now)
+                self.route(source, packet[skip:] if skip else packet, now)
 
     def route(self, source: str, packet: bytes, now: float) -> None:
         if len(packet) < 20 or packet[0] >> 4 != 4:
@@ -178,7 +185,8 @@ class DelayLine:
     def deliver(self, target: str, packet: bytes) -> None:
         fd = self.fds.get(target)
         if fd is not None:
+            frame = self.frames[target]
             try:
-                os.write(fd, packet)
+                os.write(fd, frame + packet if frame else packet)
             except OSError:  # the device is gone, or refuses the packet: it is lost
                 pass

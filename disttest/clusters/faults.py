@@ -40,6 +40,8 @@ class FaultRules:
     """Subclasses set ``_lock``, ``_nodes`` (names), ``_cuts``, ``_delays``,
     ``_history``, ``_addresses`` and implement ``_apply``."""
 
+    mode = ""                 # the network mode: "proxy", "netns" or "userns"
+    mode_reason = "declared"  # why the cluster got this mode (``network = "auto"``)
     _members = "faults apply to the nodes of this network"       # why a node is unknown
     _self_traffic = "a node's traffic to itself cannot be cut"   # why a==b is refused
     _reject = "connections fail at once"                         # what 'reject' does

@@ -49,6 +49,7 @@ from __future__ import annotations
 import os
 import re
 import secrets
+import socket
 import threading
 import weakref
 from typing import Any
@@ -57,9 +58,8 @@ from disttest.clusters import netns_routes as routes
 from disttest.clusters.delayline import DelayLine
 from disttest.clusters.faults import FaultRules, node_name
 from disttest.clusters.netns_host import (
-    ALIAS, NS_PREFIX, SUBNETS, TCP_TABLE, CommandError, cleanup_leftovers, find_tool, free_subnet,
-    ip_batch, kill_inside, machine_lock, open_tun, owner_name, remove_leftovers, run_command,
-    unavailable)
+    ALIAS, NS_PREFIX, SUBNETS, TCP_TABLE, CommandError, RootHost, cleanup_leftovers, ip_batch,
+    owner_name, unavailable)
 from disttest.errors import ClusterStartError, NetworkModeError
 
 __all__ = ["NetnsNetwork", "unavailable", "cleanup_leftovers", "SUBNETS"]
@@ -83,21 +83,26 @@ class _Resources:
         self.nodes: list[_Node] = []
 
 
-def _teardown(resources: _Resources, line: DelayLine) -> list[int]:
+def _teardown(host: Any, resources: _Resources, line: DelayLine) -> list[int]:
     """Remove every namespace and link of a network; the pids of processes still inside."""
     line.stop()
     killed: list[int] = []
     lines: list[str] = []
-    for node in resources.nodes:
-        if node.tun_fd is not None:
-            os.close(node.tun_fd)  # the device goes with its last descriptor
-            node.tun_fd = None
-        killed += kill_inside(node.namespace)
-        lines += [f"link del {node.veth}", f"netns del {node.namespace}"]
-    if resources.bridge:
-        lines.append(f"link del {resources.bridge}")
-    if lines:
-        ip_batch(lines, force=True, check=False)
+    try:
+        for node in resources.nodes:
+            if node.tun_fd is not None:
+                os.close(node.tun_fd)  # the device goes with its last descriptor
+                node.tun_fd = None
+            killed += host.kill_inside(node.namespace)
+            lines += [f"link del {node.veth}", f"netns del {node.namespace}"]
+        if resources.bridge:
+            lines.append(f"link del {resources.bridge}")
+        if lines:
+            ip_batch(lines, force=True, check=False, run=host.run)
+    except CommandError:  # the host went first (its namespaces with it)
+        pass
+    finally:
+        host.close()
     resources.nodes.clear()
     resources.bridge = None
     return killed
@@ -116,14 +121,14 @@ class NetnsNetwork(FaultRules):
     _self_traffic = "a node's traffic to itself never leaves its namespace"
     _reject = "connects fail at once with EHOSTUNREACH, open connections are aborted"
 
-    def __init__(self, cluster_id: str, events=None) -> None:
-        problem = unavailable()
+    def __init__(self, cluster_id: str, events=None, host: Any = None) -> None:
+        self._host = host = RootHost() if host is None else host
+        self.mode: str = host.mode
+        problem = host.unavailable()
         if problem:
             raise ClusterStartError(
-                "network = 'netns' cannot be used on this machine", problem,
-                ["run the tests as root on Linux, with iproute2 (ip, ss) installed",
-                 'or declare network = "proxy": its faults need no privileges'],
-                kind="netns-unavailable")
+                f"network = {host.mode!r} cannot be used on this machine", problem,
+                host.refusal_steps, kind=f"{host.mode}-unavailable")
         self.cluster_id = cluster_id
         self.events = events
         self.owner = owner_name()
@@ -141,12 +146,17 @@ class NetnsNetwork(FaultRules):
         self._closed = False
         self._line = DelayLine(self._crashed)
         self._resources = _Resources()
-        self._finalizer = weakref.finalize(self, _teardown, self._resources, self._line)
+        self._finalizer = weakref.finalize(self, _teardown, host, self._resources, self._line)
         self.bridge = f"dtb{self._tag}"
-        with machine_lock():
+        try:
+            host.start()
+        except ClusterStartError:
+            self.close()
+            raise
+        with host.subnet_lock():
             try:
-                removed = remove_leftovers()
-                subnet = free_subnet()
+                removed = host.remove_leftovers()
+                subnet = host.free_subnet()
                 if subnet is None:
                     self.close()
                     raise ClusterStartError(
@@ -158,7 +168,7 @@ class NetnsNetwork(FaultRules):
                 hosts = [str(h) for h in subnet.hosts()]
                 self.gateway, self._free = hosts[0], hosts[1:]
                 self._resources.bridge = self.bridge
-                ip_batch([f"link add {self.bridge} type bridge",
+                self._ip([f"link add {self.bridge} type bridge",
                           f"link set {self.bridge} alias {self._alias}",
                           f"addr add {self.gateway}/{subnet.prefixlen} dev {self.bridge}",
                           f"link set {self.bridge} up"])
@@ -167,7 +177,7 @@ class NetnsNetwork(FaultRules):
                 raise ClusterStartError("could not make the bridge of a netns cluster",
                                         str(exc), ["run: python -m disttest preflight"],
                                         kind="netns-setup") from None
-        if removed and events is not None:
+        if removed and events is not None:  # (root namespace only)
             events.emit("warning", message="removed network namespaces and links that "
                         f"ended runs left behind: {', '.join(removed)}")
 
@@ -180,8 +190,7 @@ class NetnsNetwork(FaultRules):
             if self._closed:
                 raise _closed_error()
             node = self._nodes.get(name) or self._make_node(name)
-            return {"host": node.address,
-                    "exec_prefix": [find_tool("ip"), "netns", "exec", node.namespace]}
+            return {"host": node.address, "exec_prefix": self._host.exec_prefix(node.namespace)}
 
     def add_node(self, node: Any) -> None:
         """Make ``node`` known (and give it its namespace) before it has a route."""
@@ -207,6 +216,10 @@ class NetnsNetwork(FaultRules):
                 raise _closed_error()
             self._addresses[key] = target
             return target
+
+    def dial(self, address: tuple[str, int], timeout: float | None = None) -> socket.socket:
+        """A TCP connection from this process to ``address`` (a node's address)."""
+        return self._host.dial(address, timeout)
 
     # -- lifetime ------------------------------------------------------------------
     def close(self) -> None:
@@ -245,12 +258,12 @@ class NetnsNetwork(FaultRules):
                      f"{NS_PREFIX}{self.owner}-{self._label}-{index}", self._tag)
         self._resources.nodes.append(node)  # close() removes it even if a step below fails
         try:
-            run_command([find_tool("ip"), "netns", "add", node.namespace])
-            ip_batch([f"link add {node.veth} type veth peer name eth0 netns {node.namespace}",
+            self._host.run(["ip", "netns", "add", node.namespace])
+            self._ip([f"link add {node.veth} type veth peer name eth0 netns {node.namespace}",
                       f"link set {node.veth} alias {self._alias}",
                       f"link set {node.veth} master {self.bridge}",
                       f"link set {node.veth} up"])
-            ip_batch([f"addr add {node.address}/{self.subnet.prefixlen} dev eth0",
+            self._ip([f"addr add {node.address}/{self.subnet.prefixlen} dev eth0",
                       "link set eth0 up", "link set lo up",
                       f"rule add pref {TCP_TABLE} ipproto tcp lookup {TCP_TABLE}"],
                      netns=node.namespace)
@@ -271,7 +284,7 @@ class NetnsNetwork(FaultRules):
         new_rejects = {frozenset(link) for link, mode in cuts.items() if mode == "reject"}
         try:
             for name in sorted(routes.line_users(cuts, delays)):
-                self._ensure_tun(self._nodes[name])
+                self._ensure_line(self._nodes[name])
             # The line learns the faults before routes send it packets, and keeps
             # releasing what it holds after routes stop doing so.
             self._line.set_faults(cuts, delays)
@@ -294,34 +307,27 @@ class NetnsNetwork(FaultRules):
         lines = routes.changes(self._nodes, self._installed.get(node.name, {}), wanted)
         if lines:
             try:
-                ip_batch(lines, netns=node.namespace, force=force, check=not force)
+                self._ip(lines, netns=node.namespace, force=force, check=not force)
             except CommandError:
                 self._installed.pop(node.name, None)  # unknown now: heal() clears by force
                 raise
         self._installed[node.name] = dict(wanted)
 
-    def _ensure_tun(self, node: _Node) -> None:
+    def _ensure_line(self, node: _Node) -> None:
+        """Connect ``node``'s namespace to the delay line (on first use)."""
         if node.tun_fd is not None:
             return
-        fd = open_tun(node.tun)
-        try:
-            ip_batch([f"link set dev {node.tun} netns {node.namespace}"])
-            ip_batch([f"link set {node.tun} up"], netns=node.namespace)
-            # Packets from the line arrive on the TUN device, not on eth0, where a
-            # strict reverse-path filter (inherited from the root namespace) drops them.
-            conf = "/proc/sys/net/ipv4/conf"
-            run_command([find_tool("ip"), "netns", "exec", node.namespace, "sh", "-c",
-                         f"echo 0 > {conf}/all/rp_filter && echo 0 > {conf}/{node.tun}/rp_filter"])
-        except BaseException:
-            os.close(fd)
-            raise
-        node.tun_fd = fd
-        self._line.add_device(node.name, fd)
+        node.tun_fd, frame = self._host.open_line(node.namespace, node.tun, node.index)
+        self._line.add_device(node.name, node.tun_fd, frame)
 
     def _abort(self, a: str, b: str) -> None:
         """Abort the TCP connections between a and b, on both ends."""
         for here, there in ((self._nodes[a], self._nodes[b]), (self._nodes[b], self._nodes[a])):
-            run_command([find_tool("ss"), "-N", here.namespace, "-K", "-t", "dst", there.address])
+            self._host.run(["ss", "-N", here.namespace, "-K", "-t", "dst", there.address])
+
+    def _ip(self, lines: list[str], netns: str | None = None, force: bool = False,
+            check: bool = True) -> None:
+        ip_batch(lines, netns, force, check, run=self._host.run)
 
     def _crashed(self, text: str) -> None:
         if self.events is not None:

@@ -16,12 +16,13 @@ import re
 import secrets
 import shutil
 import signal
+import socket
 import struct
 import subprocess
 import sys
 import tempfile
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Callable, Iterator
 
 from disttest.errors import NetworkModeError
 
@@ -36,6 +37,7 @@ ALIAS = "disttest-netns"      # alias of every link made here: disttest-netns:<o
 COMMAND_TIMEOUT = 30.0
 _TUNSETIFF = 0x400454CA
 _IFF_TUN, _IFF_NO_PI = 0x0001, 0x1000
+
 
 # -- the machine ---------------------------------------------------------------------
 def unavailable() -> str | None:
@@ -188,6 +190,10 @@ def find_tool(name: str) -> str | None:
 
 
 def run_command(argv: list[str], stdin: str | None = None, check: bool = True) -> str:
+    """Run ``argv`` (a bare ``ip`` or ``ss`` is looked up in the sbin directories too);
+    its output, or CommandError."""
+    if argv and "/" not in argv[0]:
+        argv = [find_tool(argv[0]) or argv[0]] + list(argv[1:])
     try:
         done = subprocess.run(argv, input=stdin, capture_output=True, text=True,
                               timeout=COMMAND_TIMEOUT)
@@ -199,11 +205,12 @@ def run_command(argv: list[str], stdin: str | None = None, check: bool = True) -
 
 
 def ip_batch(lines: list[str], netns: str | None = None, force: bool = False,
-        check: bool = True) -> None:
-    """Run ``lines`` as one ``ip -batch`` (in ``netns``); an error names the failing line."""
-    argv = [find_tool("ip")] + (["-n", netns] if netns else []) + (["-force"] if force else [])
+             check: bool = True, run: Callable[..., str] | None = None) -> None:
+    """Run ``lines`` as one ``ip -batch`` (in ``netns``), through ``run`` (default:
+    ``run_command`` here); an error names the failing line."""
+    argv = ["ip"] + (["-n", netns] if netns else []) + (["-force"] if force else [])
     try:
-        run_command(argv + ["-batch", "-"], "\n".join(lines) + "\n", check)
+        (run or run_command)(argv + ["-batch", "-"], "\n".join(lines) + "\n", check)
     except CommandError as exc:
         where = re.search(r"Command failed -:(\d+)", exc.output)
         line = lines[int(where.group(1)) - 1] if where else "; ".join(lines)
@@ -223,3 +230,63 @@ def open_tun(name: str) -> int:
         raise CommandError(f"TUNSETIFF {name}", str(exc)) from None
     return fd
 
+
+
+class RootHost:
+    """Where a netns network lives when this process is root: the machine's own root
+    namespace. Namespaces are named (``ip netns``), the bridge is reachable from
+    here, and the delay line's devices are TUN devices."""
+
+    mode = "netns"
+    refusal_steps = ["run the tests as root on Linux, with iproute2 (ip, ss) installed",
+                     'or declare network = "auto": it picks the strongest mode this '
+                     "machine allows"]
+
+    def unavailable(self) -> str | None:
+        return unavailable()
+
+    def start(self) -> None:
+        """Nothing to start: the root namespace is there."""
+
+    def run(self, argv: list[str], stdin: str | None = None, check: bool = True) -> str:
+        return run_command(argv, stdin, check)
+
+    def subnet_lock(self):
+        return machine_lock()
+
+    def remove_leftovers(self) -> list[str]:
+        return remove_leftovers()
+
+    def free_subnet(self) -> ipaddress.IPv4Network | None:
+        return free_subnet()
+
+    def open_line(self, namespace: str, device: str, index: int) -> tuple[int, bytes]:
+        """A TUN device called ``device`` in ``namespace``: its descriptor, and the
+        header the delay line puts before a packet it writes (none)."""
+        fd = open_tun(device)
+        try:
+            ip_batch([f"link set dev {device} netns {namespace}"])
+            ip_batch([f"link set {device} up"], netns=namespace)
+            # Packets from the line arrive on the TUN device, not on eth0, where a
+            # strict reverse-path filter (inherited from the root namespace) drops them.
+            conf = "/proc/sys/net/ipv4/conf"
+            run_command(["ip", "netns", "exec", namespace, "sh", "-c",
+                         f"echo 0 > {conf}/all/rp_filter && echo 0 > {conf}/{device}/rp_filter"])
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd, b""
+
+    def exec_prefix(self, namespace: str) -> list[str]:
+        """What a node's command starts with to run in ``namespace``."""
+        return [find_tool("ip"), "netns", "exec", namespace]
+
+    def kill_inside(self, namespace: str) -> list[int]:
+        return kill_inside(namespace)
+
+    def dial(self, address: tuple[str, int], timeout: float | None) -> socket.socket:
+        """The bridge is in this namespace: connect straight."""
+        return socket.create_connection(address, timeout)
+
+    def close(self) -> None:
+        """Nothing to stop."""

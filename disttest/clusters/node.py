@@ -67,7 +67,7 @@ class Node:
     """One node of a cluster: call into it, and break it."""
 
     def __init__(self, *, boot: dict, launcher, log_path: Path, call_timeout: float,
-                 startup_timeout: float, events=None) -> None:
+                 startup_timeout: float, events=None, dial=None) -> None:
         self.boot = boot
         self.name: str = boot["name"]
         self.index: int = boot["index"]
@@ -96,6 +96,9 @@ class Node:
         # Requests sent and not answered yet: connection -> (what, perf_counter at send).
         self.in_flight: dict[socket.socket, tuple[str, float]] = {}
         self._lock = threading.Lock()
+        # How this process opens a TCP connection to the node's address: a network
+        # mode whose nodes live in namespaces this process is not in provides one.
+        self._dial = dial or socket.create_connection
 
     # -- identity -----------------------------------------------------------
     @property
@@ -132,8 +135,18 @@ class Node:
                 kind="no-such-port") from None
 
     def address(self, name: str = "app") -> tuple[str, int]:
-        """``(host, port)`` where the node's ``name`` port is reached from the test."""
+        """``(host, port)`` of the node's ``name`` port: where its peers reach it.
+        The test process connects to it with :meth:`connect`, in every network mode."""
         return (self.host, self.port(name))
+
+    def connect(self, name: str = "app", timeout: float | None = 10.0) -> socket.socket:
+        """A TCP connection from the test process to the node's ``name`` port.
+
+        Works in every network mode, also ``userns``, where the node's address is
+        in a namespace the test process cannot route to (the socket is made
+        there). ``timeout`` bounds the connect and becomes the socket's timeout.
+        """
+        return self._dial(self.address(name), timeout)
 
     def __repr__(self) -> str:
         state = "alive" if self.alive else "dead"
@@ -323,7 +336,7 @@ class Node:
         limit = 10.0 if timeout is None else timeout
         conn = None
         try:
-            conn = socket.create_connection((self.host, process.control_port), timeout=limit)
+            conn = self._dial((self.host, process.control_port), limit)
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             protocol.client_handshake(conn, self._key)
         except socket.timeout:

@@ -243,8 +243,9 @@ class ClusterPool:
             in_parallel(lambda n: n.configure({"ports": n.ports, "peers": peers[n.name]}),
                            nodes)
             entry.lent_shape = shape
+        mode = entry.faults.mode if entry.faults is not None else entry.network
         return Cluster(entry.id, nodes, pool=self, entry=entry, simulated=entry.simulated,
-                       network=entry.network, startup_timeout=self.config.startup_timeout)
+                       network=mode, startup_timeout=self.config.startup_timeout)
 
     # -- starting ---------------------------------------------------------------
     def start_new(self, requirement: Requirement) -> Entry:
@@ -309,7 +310,10 @@ class ClusterPool:
         self.events.emit("cluster_started", cluster=cluster_id, size=requirement.size,
                          seconds=entry.startup_s, simulated=entry.simulated,
                          timings=dict(entry.timings),
-                         pids=[n.pid for n in entry.nodes])
+                         pids=[n.pid for n in entry.nodes],
+                         network=entry.faults.mode if entry.faults is not None else "direct",
+                         network_reason=(entry.faults.mode_reason
+                                         if entry.faults is not None else "declared"))
         return entry
 
     def node_memory_estimate(self) -> int:
@@ -351,7 +355,8 @@ class ClusterPool:
                 boot.update(network.node_boot(entry.faults, boot["name"]))
             node = Node(boot=boot, launcher=launcher, log_path=entry.tmpdir / f"node-{index}.log",
                         call_timeout=self.config.call_timeout,
-                        startup_timeout=self.config.startup_timeout, events=self.events)
+                        startup_timeout=self.config.startup_timeout, events=self.events,
+                        dial=getattr(entry.faults, "dial", None))
             node.debug = self.config.verbose_cluster_logs
             nodes.append(node)
         peers = network.peer_map(entry.faults, entry.nodes + nodes)

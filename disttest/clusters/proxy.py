@@ -59,6 +59,7 @@ class ProxyNetwork(FaultRules):
     keeps polling without sleeping after activity (0: always sleep).
     """
 
+    mode = "proxy"
     _members = "faults apply to the nodes whose traffic goes through this proxy network"
     _self_traffic = "a node's traffic to itself does not go through the proxy"
     _reject = "connections fail at once with a reset"

@@ -58,7 +58,10 @@ class ConsoleProgress:
             self._write(f"starting cluster {e.cluster} ({e.requirement})...", transient=True)
         elif kind == "cluster_started":
             what = "simulated " if e.simulated else ""
-            self._write(f"{what}cluster {e.cluster} ready: {e.size} node(s) in {e.seconds:.2f}s")
+            network = e.data.get("network", "direct")
+            how = "" if network == "direct" else f", network {network} ({e.network_reason})"
+            self._write(f"{what}cluster {e.cluster} ready: {e.size} node(s) in "
+                        f"{e.seconds:.2f}s{how}")
         elif kind == "cluster_reused":
             source = " from a previous run" if e.previous_run else ""
             self._write(f"reusing cluster {e.cluster}{source} ({e.size} node(s), "
@@ -157,6 +160,8 @@ def render_summary(stats: RunStats, usage: dict[str, dict], paint: Painter,
         notes = []
         if c.simulated:
             notes.append("simulated")
+        if c.network not in ("", "direct"):
+            notes.append(f"network {c.network}")
         if c.reused_from_previous_run:
             notes.append("from previous run")
         if c.grows:
@@ -177,6 +182,9 @@ def render_summary(stats: RunStats, usage: dict[str, dict], paint: Painter,
     if len(started) > 1:
         lines.append("  slowest starts: " + ", ".join(
             f"{c.id} {_fmt_s(c.startup_s)}" for c in started[:3]))
+    for c in stats.clusters.values():
+        if c.network_reason.startswith("auto:"):
+            lines.append(f"  network of {c.id}: {c.network} ({c.network_reason[5:].strip()})")
     saved = max(0, cluster_classes - starts)
     if cluster_classes:
         lines.append(f"  reuse saved {saved} cluster start(s): {cluster_classes} cluster "

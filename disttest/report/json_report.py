@@ -18,6 +18,7 @@ def build(result, stats, config=None) -> dict[str, Any]:
         u = usage.get(cid, {"classes": [], "tests": 0, "failures": 0})
         clusters.append({
             "id": cid, "size": c.size, "simulated": c.simulated,
+            "network": c.network or "direct", "network_reason": c.network_reason or "declared",
             "startup_s": round(c.startup_s, 6), "classes": list(u["classes"]),
             "tests": u["tests"], "failures": u["failures"], "reuses": c.reuses,
             "grows": c.grows, "nodes_replaced": c.nodes_replaced,

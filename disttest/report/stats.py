@@ -22,6 +22,8 @@ class ClusterStats:
     kept: bool = False
     timings: dict = field(default_factory=dict)
     nodes: list = field(default_factory=list)
+    network: str = ""          # the network mode it got ("direct", "proxy", "netns", ...)
+    network_reason: str = ""   # why: "declared", or what network = "auto" found
 
     @property
     def peak_memory(self) -> int | None:
@@ -59,7 +61,9 @@ class RunStats:
 
     def _on_cluster_started(self, e: Event) -> None:
         self.clusters[e.cluster] = ClusterStats(e.cluster, e.size, e.simulated, e.seconds,
-                                                timings=dict(e.data.get("timings", {})))
+                                                timings=dict(e.data.get("timings", {})),
+                                                network=e.data.get("network", ""),
+                                                network_reason=e.data.get("network_reason", ""))
         self.cluster_starts += 1
         self.nodes_started += e.size
         self.management_s += e.seconds
