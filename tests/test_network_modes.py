@@ -58,6 +58,18 @@ def reach(peer_name, timeout=0.5):
         return False
 
 
+def hold_connection(address=None, peer=None):
+    """On a node: keep a connection open (until reset) to ``address``, or to ``peer``
+    through this node's peer map."""
+    import socket
+
+    from disttest import this_node
+
+    target = tuple(address) if address else this_node.peers("app")[peer]
+    sock = socket.create_connection(target, timeout=2)
+    this_node.on_reset(sock.close)
+
+
 class ProxyClusterTest(unittest.TestCase):
     def setUp(self):
         self.pool = support.make_pool()
@@ -95,6 +107,26 @@ class ProxyClusterTest(unittest.TestCase):
         self.assertEqual(again.id, cluster.id)  # the same cluster, reset
         self.assertEqual(again.faults(), [])
         self.assertTrue(again[0].call(reach, "node-1"))
+
+    def test_a_node_that_bypasses_the_proxy_is_named_in_a_warning(self):
+        warnings = []
+        self.pool.events.subscribe(
+            lambda e: warnings.append(e.message) if e.kind == "warning" else None)
+        cluster, _ = self.acquire()
+        a, b, c = cluster
+        c.call(hold_connection, peer="node-1")  # through the proxy: nothing to say
+        cluster.partition([a], [b, c])
+        self.assertEqual([w for w in warnings if "straight" in w], [])
+        cluster.heal()
+        a.call(hold_connection, address=b.address("app"))  # the real port: bypassed
+        cluster.partition([a], [b, c])
+        cluster.isolate(a)  # the same connection is named once
+        found = [w for w in warnings if "straight" in w]
+        self.assertEqual(len(found), 1, warnings)
+        self.assertIn(f"node-0 connected straight to node-1's port 'app' ({b.port('app')})",
+                      found[0])
+        self.assertIn("node-1 accepted it", found[0])
+        self.assertIn('network = "auto"', found[0])
 
     def test_proxies_are_gone_when_the_cluster_stops(self):
         before = {t.ident for t in threading.enumerate()}

@@ -120,18 +120,22 @@ class Cluster:
         """
         self._faults("partition()").partition(*[[_name(n) for n in g] for g in groups],
                                               mode=mode)
+        self._check_bypass()
 
     def isolate(self, node, mode: str = "drop") -> None:
         """Cut ``node`` off from every other node, both ways."""
         self._faults("isolate()").isolate(_name(node), mode=mode)
+        self._check_bypass()
 
     def cut(self, a, b, both_ways: bool = True, mode: str = "drop") -> None:
         """Cut the link from ``a`` to ``b`` (and back, unless ``both_ways=False``)."""
         self._faults("cut()").cut(_name(a), _name(b), both_ways=both_ways, mode=mode)
+        self._check_bypass()
 
     def delay(self, a, b, seconds: float, jitter: float = 0.0) -> None:
         """Add ``seconds`` (± ``jitter``) of latency to traffic from ``a`` to ``b``."""
         self._faults("delay()").delay(_name(a), _name(b), seconds, jitter)
+        self._check_bypass()
 
     def heal(self) -> None:
         """Clear every cut and delay."""
@@ -145,6 +149,12 @@ class Cluster:
     def fault_history(self) -> list[dict]:
         """Every fault injected since this cluster was lent, oldest first."""
         return self._entry.fault_history() if self._entry is not None else []
+
+    def _check_bypass(self) -> None:
+        """A proxy network warns about connections that do not go through it."""
+        check = getattr(self._entry.faults, "check_bypass", None) if self._entry else None
+        if check is not None and not self.simulated:
+            check(self.nodes)
 
     def _faults(self, what: str):
         network = self._entry.faults if self._entry is not None else None

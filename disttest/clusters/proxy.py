@@ -76,6 +76,7 @@ class ProxyNetwork(FaultRules):
         self._delays: dict[tuple[str, str], tuple[float, float]] = {}
         self._history: list[dict[str, Any]] = []
         self._loop: ProxyLoop | None = None  # started by the first route
+        self._bypasses: set[tuple[str, str, str, int]] = set()  # warned about already
         self._closed = False
 
     # -- routes ------------------------------------------------------------------
@@ -117,6 +118,22 @@ class ProxyNetwork(FaultRules):
 
     def __exit__(self, *exc_info) -> None:
         self.close()
+
+    def check_bypass(self, nodes) -> list[str]:
+        """Warn (once per pair and port) about nodes of ``nodes`` connected straight
+        to a peer's real port, where faults cannot reach; returns the new warnings."""
+        from disttest.clusters import bypass
+
+        new = []
+        for found in bypass.find(nodes):
+            with self._lock:
+                if found in self._bypasses:
+                    continue
+                self._bypasses.add(found)
+            new.append(bypass.warning(*found))
+            if self.events is not None:
+                self.events.emit("warning", message=new[-1])
+        return new
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else f"{len(self._addresses)} routes"
