@@ -55,6 +55,7 @@ _EXPORTS = {
     "CheckResult": "disttest.history.checker",
     "assert_linearizable": "disttest.history.assertions",
     "NonLinearizableError": "disttest.history.assertions",
+    "Nemesis": "disttest.history.nemesis",
 }
 
 __all__ = sorted(_EXPORTS) + ["this_node"]

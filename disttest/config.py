@@ -27,8 +27,9 @@ __all__ = ["Config", "CLI_OPTIONS", "DEFAULTS", "DOCS", "ENV_PASSTHROUGH", "ENV_
 FALLBACKS = ("skip", "reduce", "simulate", "fail")
 TIMEOUT_KEYS = ("startup_timeout", "cleanup_timeout", "call_timeout")
 ENV_PREFIX = "DISTTEST_"
-#: ``DISTTEST_*`` variables that are not settings (DISTTEST_CI forces CI mode on or off).
-ENV_PASSTHROUGH = frozenset({"DISTTEST_CI"})
+#: ``DISTTEST_*`` variables that are not settings (DISTTEST_CI forces CI mode on or off;
+#: DISTTEST_SEED seeds the nemesis; DISTTEST_HISTORY_DIR receives failing histories).
+ENV_PASSTHROUGH = frozenset({"DISTTEST_CI", "DISTTEST_SEED", "DISTTEST_HISTORY_DIR"})
 #: Command line options whose name is not ``--`` plus the key with dashes.
 CLI_OPTIONS: Mapping[str, str] = {"reuse_clusters": "--no-reuse",
                                   "keep_clusters_ttl": "--keep-cluster",

@@ -53,7 +53,7 @@ class DistributedTestProgram(unittest.TestProgram):
     only = exclude = None
     no_distributed = force_cluster = plan = cluster_debug = simulate = False
     keep_cluster = strict_cleanup = False
-    save_cluster_logs = shard = durations_file = None
+    save_cluster_logs = shard = durations_file = seed = None
     cluster_size = fallback = json_report = junit_xml = ci = None
     durations = None  # --durations N (unittest's own from Python 3.12 on)
     no_reuse = False
@@ -104,6 +104,8 @@ class DistributedTestProgram(unittest.TestProgram):
                                 "temporary directory behind")
         group.add_argument("--save-cluster-logs", metavar="DIR",
                            help="keep every node's log under DIR/run-*/<cluster>/")
+        group.add_argument("--seed", type=int, metavar="N",
+                           help="seed of every nemesis fault schedule (replays a failure's)")
         group.add_argument("--shard", type=_shard, metavar="K/N",
                            help="run the K-th of N shards (a cluster's classes stay together)")
         group.add_argument("--durations-file", metavar="PATH",
@@ -189,6 +191,9 @@ class DistributedTestProgram(unittest.TestProgram):
     def runTests(self):
         if self.plan:
             return self._print_plan()
+        if self.seed is not None:  # read by each Nemesis, here and in worker processes
+            from disttest.history.nemesis import SEED_ENV
+            os.environ[SEED_ENV] = str(self.seed)
         # The runner handles Ctrl-C itself, -c included (disttest.interrupts), so
         # that every cluster is stopped and an interrupted run never exits 0.
         runner_class = self.testRunner

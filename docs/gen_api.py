@@ -33,7 +33,8 @@ SECTIONS = [
     ("Histories and linearizability", ["History", "check_linearizable", "assert_linearizable",
                                        "CheckResult", "Model", "Register", "CASRegister",
                                        "KVMap", "SetModel", "Counter", "FIFOQueue",
-                                       "NonLinearizableError", "HistoryFormatError"]),
+                                       "NonLinearizableError", "HistoryFormatError",
+                                       "Nemesis"]),
     ("Internals you may meet", ["ClusterPool", "Requirement"]),
 ]
 
@@ -46,6 +47,7 @@ MEMBERS = {
     "History": ["op", "fault", "heal", "merge", "events", "save", "load"],
     "CheckResult": ["valid", "failures", "seed"],
     "Model": ["init", "step", "partition"],
+    "Nemesis": ["start", "stop", "schedule"],
     "Cluster": ["node", "view", "call_all", "healthy", "wait_healthy", "info", "partition",
                 "isolate", "cut", "delay", "heal", "faults", "stop"],
     "Node": ["call", "submit", "spawn", "ping", "logs", "port", "address", "kill", "terminate",

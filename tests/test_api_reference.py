@@ -22,7 +22,7 @@ class ExportsTest(unittest.TestCase):
             "this_node", "wait_until",
             "History", "HistoryFormatError", "Model", "Register", "CASRegister", "KVMap",
             "SetModel", "Counter", "FIFOQueue", "check_linearizable", "CheckResult",
-            "assert_linearizable", "NonLinearizableError"]))
+            "assert_linearizable", "NonLinearizableError", "Nemesis"]))
 
     def test_every_exported_name_resolves(self):
         for name in disttest.__all__:

@@ -94,7 +94,7 @@ def timeline(ops: list[Operation], faults: list[Fault], t0: float,
 
 
 def _t(t: float, t0: float) -> str:
-    return "never" if t == math.inf else f"+{t - t0:.3f}s"
+    return "never" if t == math.inf else f"+{t - t0:.4f}s"
 
 
 def short(value: Any, limit: int = 60) -> str:
