@@ -378,7 +378,7 @@ class Fallbacks(unittest.TestCase):
 
     def test_fail_errors_the_class_with_the_diagnosis(self):
         run = self.run_sample("--fallback", "fail", "tests.test_a_healthy", "tests.test_broken")
-        self.assertEqual(run.returncode, 1, run)
+        self.assertEqual(run.returncode, run.unittest_status(), run)
         self.assertEqual(run.counts(), {"run": 1, "status": "FAILED", "errors": 1}, run)
         self.assert_healthy_ran(run)
         error = run.stderr[run.stderr.index(f"ERROR: setUpClass ({BROKEN})"):]
@@ -439,7 +439,7 @@ class Fallbacks(unittest.TestCase):
 
     def test_one_diagnosis_per_problem_however_many_classes_hit_it(self):
         run = self.run_sample("--fallback", "fail", "tests.test_broken", "tests.test_broken_skip")
-        self.assertEqual(run.returncode, 1, run)
+        self.assertEqual(run.returncode, run.unittest_status(), run)
         self.assertEqual(run.counts(), {"run": 0, "status": "FAILED", "errors": 2,
                                         "skipped": 1}, run)
         self.assertEqual(run.stderr.count("could not start after 3 attempt(s):"), 1, run)
@@ -477,7 +477,7 @@ class Fallbacks(unittest.TestCase):
     def test_reduce_without_a_smaller_size_says_so_and_fails(self):
         run = self.run_sample("--fallback", "reduce", "tests.test_broken",
                               env={"DISTTEST_STARTUP_RETRIES": "0"})
-        self.assertEqual(run.returncode, 1, run)
+        self.assertEqual(run.returncode, run.unittest_status(), run)
         detail = run.report["fallbacks"][0]["detail"]
         self.assertTrue(detail.startswith("could not reduce (min_cluster_size is not set): "),
                         detail)
@@ -489,7 +489,7 @@ class Fallbacks(unittest.TestCase):
                               env={"DISTTEST_PORT_RANGE": f"{low}-{high}",
                                    "DISTTEST_MAX_CLUSTER_SIZE": "5",
                                    "DISTTEST_STARTUP_RETRIES": "0"})
-        self.assertEqual(run.returncode, 1, run)
+        self.assertEqual(run.returncode, run.unittest_status(), run)
         self.assertEqual(run.counts(), {"run": 0, "status": "FAILED", "errors": 1}, run)
         self.assertEqual(run.report["fallbacks"][0]["detail"],
                          "could not reduce (no size down to 3 nodes started either): "
@@ -503,7 +503,7 @@ class Fallbacks(unittest.TestCase):
                               env={"DISTTEST_PORT_RANGE": f"{low}-{high}",
                                    "DISTTEST_MAX_CLUSTER_SIZE": "5",
                                    "DISTTEST_STARTUP_RETRIES": "0"})
-        self.assertEqual(run.returncode, 1, run)
+        self.assertEqual(run.returncode, run.unittest_status(), run)
         self.assertIn(f"PortRangeExhausted: port_range {low}-{high} has only 7 free port(s), "
                       "10 needed", run.stderr)
         self.assertEqual(run.report["fallbacks"],
@@ -524,7 +524,7 @@ class Fallbacks(unittest.TestCase):
     def test_default_is_fail_in_ci(self):
         run = self.sample.run("tests.test_a_healthy", "tests.test_broken",
                               env={**FAST, "CI": "true"}, report=True)
-        self.assertEqual(run.returncode, 1, run)
+        self.assertEqual(run.returncode, run.unittest_status(), run)
         self.assertEqual(run.counts(), {"run": 1, "status": "FAILED", "errors": 1}, run)
         self.assertIn("disttest: CI detected (CI): fallback fail", run.stderr)
         self.assertEqual(run.report["fallbacks"][0]["policy"], "fail")
@@ -551,7 +551,7 @@ class NodeCrashes(unittest.TestCase):
 
     def test_outcomes(self):
         run = self.run_
-        self.assertEqual(run.returncode, 1, run)
+        self.assertEqual(run.returncode, run.unittest_status(), run)
         self.assertEqual(run.counts(), {"run": 4, "status": "FAILED", "errors": 2}, run)
         for test_id in ("tests.test_crash.BAfterTheCrash.test_the_cluster_was_repaired",
                         "tests.test_crash.CKillsOnPurpose.test_a_killed_node_raises_node_crashed",

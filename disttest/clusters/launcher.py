@@ -56,6 +56,11 @@ def tail(path: Path | str, lines: int = 20) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
+# Environment variables that decide whether an interpreter can start at all.
+_STARTUP_VARIABLES = ("PYTHONHOME", "PYTHONPATH", "PYTHONPLATLIBDIR", "PYTHONSTARTUP",
+                      "PYTHONNOUSERSITE", "PYTHONSAFEPATH", "PYTHONEXECUTABLE")
+
+
 class Process:
     """One agent process, owned by exactly one Node."""
 
@@ -270,9 +275,15 @@ class LocalLauncher(ReadyLines):
 
     def _crashed(self, process: Process, boot: dict) -> ClusterStartError:
         log = tail(process.log_path, 30)
+        # Variables that change how the interpreter starts are the usual cause of a
+        # node that dies before running any code; not every Python names them.
+        starting = {**self.environment(), **boot.get("env", {})}
+        shown = [f"{name} = {value!r}" for name, value in sorted(starting.items())
+                 if name in _STARTUP_VARIABLES]
         return ClusterStartError(
             f"node {boot['name']} exited during start-up with status {process.popen.returncode}",
-            "the node process failed before it was ready; its log ends with:\n" + log,
+            "the node process failed before it was ready; its log ends with:\n" + log
+            + ("\nthe node's interpreter started with " + ", ".join(shown) if shown else ""),
             ["read the traceback above: an import error in the project or a node_env "
              "value is the usual cause",
              "run: python -m disttest preflight"],
