@@ -93,6 +93,12 @@ class Run:
     def counts(self) -> dict:
         return result_counts(self.stderr)
 
+    def unittest_status(self) -> int:
+        """The exit status this Python's unittest gives a run with these counts."""
+        counts = self.counts()
+        return support.unittest_exit_status(counts["run"], counts.get("skipped", 0),
+                                            counts["status"] == "OK")
+
     def cluster_ids(self) -> set[str]:
         return set(_CLUSTER_ID.findall(self.output))
 
