@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from disttest.clusters import kept
-from disttest.clusters.registry import Registry, is_agent, pid_alive, same_process
+from disttest.clusters.registry import Registry, is_agent, owner_alive, pid_alive, same_process
 from disttest.errors import ConfigError
 
 _CLUSTER_DIR = re.compile(r"^disttest-c\d+-[0-9a-f]{4}-\w+$")
@@ -223,7 +223,8 @@ def cmd_clean(args, config) -> int:
     for directory in Path(tempfile.gettempdir()).glob("disttest-c*-*"):
         if not _CLUSTER_DIR.match(directory.name):
             continue  # someone else's directory that merely looks alike
-        if directory.is_dir() and not any(p.startswith(str(directory) + os.sep) for p in open_logs):
+        if (directory.is_dir() and not owner_alive(directory)
+                and not any(p.startswith(str(directory) + os.sep) for p in open_logs)):
             try:
                 if directory.stat().st_uid == me:
                     import shutil

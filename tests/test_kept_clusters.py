@@ -11,6 +11,8 @@ import json
 import os
 import signal
 import stat
+import subprocess
+import sys
 import time
 import unittest
 from pathlib import Path
@@ -282,6 +284,27 @@ class ClusterClean(unittest.TestCase):
 
         again = self.project.cluster("clean")
         self.assertIn("cluster clean: 0 item(s) removed", again.stdout)
+
+    def test_clean_leaves_the_directory_of_a_run_still_going(self):
+        # A run makes its cluster's directory before any node has a log open in
+        # it; another user's ``cluster clean`` at that moment must not remove it.
+        from disttest.clusters.registry import mark_owner
+
+        fresh = self.tmpdir / "disttest-c1-beef-abc123"
+        fresh.mkdir()
+        mark_owner(fresh)  # this test process: alive
+        dead = self.tmpdir / "disttest-c2-dead-abc123"
+        dead.mkdir()
+        gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                              capture_output=True, text=True)
+        (dead / ".owner").write_text(f"{gone.stdout.strip()} 1.0\n")
+
+        clean = self.project.cluster("clean")
+        self.assertEqual(clean.returncode, 0, clean)
+        self.assertTrue(fresh.exists(), clean.stdout)
+        self.assertNotIn(str(fresh), clean.stdout)
+        self.assertFalse(dead.exists(), clean.stdout)
+        self.assertIn(f"removed temporary directory {dead}", clean.stdout)
 
     def test_clean_kills_a_paused_node_the_killed_runner_left(self):
         proc = self.project.popen(env={"SAMPLE_SLEEP": "30", "SAMPLE_PAUSE": "1"})

@@ -33,7 +33,7 @@ from disttest.clusters.logtail import LogTailer
 from disttest.clusters.node import Node
 from disttest.clusters.parallel import in_parallel
 from disttest.clusters.ports import PortAllocator
-from disttest.clusters.registry import Registry
+from disttest.clusters.registry import Registry, mark_owner
 from disttest.clusters.simulated import SimulatedLauncher
 from disttest.errors import ClusterStartError, DisttestError
 from disttest.events import EventBus
@@ -277,6 +277,7 @@ class ClusterPool:
         started = time.perf_counter()
         tmpdir = Path(tempfile.mkdtemp(prefix=f"disttest-{cluster_id}-"))
         self.tmpdirs.add(tmpdir)
+        mark_owner(tmpdir)
         ports: list[int] = []
         try:
             if requirement.simulated:

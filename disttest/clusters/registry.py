@@ -209,6 +209,40 @@ def same_process(pid: int | None, started: float | None) -> bool:
     return now is not None and abs(now - started) < 0.01 and pid_alive(pid)
 
 
+# A cluster's temporary directory names the run that made it, so that
+# ``cluster clean`` never removes the directory of a run still going (one that
+# just made it and has not started its nodes yet included).
+OWNER_FILE = ".owner"
+UNOWNED_GRACE_S = 600.0  # a directory without an owner file (older disttest): its age
+
+
+def mark_owner(directory: Path) -> None:
+    """Record this process (pid and kernel start time) as ``directory``'s owner."""
+    (directory / OWNER_FILE).write_text(f"{os.getpid()} {start_time(os.getpid())}\n")
+
+
+def owner_alive(directory: Path) -> bool:
+    """Whether the run that made ``directory`` may still use it."""
+    try:
+        fd = os.open(directory / OWNER_FILE, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except FileNotFoundError:
+        try:
+            return time.time() - directory.stat().st_mtime < UNOWNED_GRACE_S
+        except OSError:
+            return False
+    except OSError:
+        return True  # cannot tell: leave it
+    try:
+        text = os.read(fd, 100).decode("ascii", "replace").split()
+    finally:
+        os.close(fd)
+    try:
+        pid, started = int(text[0]), float(text[1])
+    except (IndexError, ValueError):
+        return True  # unreadable: not proof of a dead owner
+    return same_process(pid, started)
+
+
 class AdoptedProcess:
     """A kept node started by an earlier run: not our child, reached by pid.
 
