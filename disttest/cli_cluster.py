@@ -17,7 +17,7 @@ from disttest.clusters import kept
 from disttest.clusters.registry import Registry, is_agent, owner_alive, pid_alive, same_process
 from disttest.errors import ConfigError
 
-_CLUSTER_DIR = re.compile(r"^disttest-c\d+-[0-9a-f]{4}-\w+$")
+_CLUSTER_DIR = re.compile(r"^disttest-(w\d+-)?c\d+-[0-9a-f]{4}-\w+$")  # w<N>-: a -j worker's
 
 
 def _age(seconds: float) -> str:
@@ -219,8 +219,8 @@ def cmd_clean(args, config) -> int:
         except (psutil.Error, OSError):
             continue
     # Temporary directories of clusters no live node writes to (named by the
-    # pool: disttest-<cluster id>-<random>, the id c<N>-<4 hex digits>).
-    for directory in Path(tempfile.gettempdir()).glob("disttest-c*-*"):
+    # pool: disttest-<cluster id>-<random>, the id [w<N>-]c<N>-<4 hex digits>).
+    for directory in Path(tempfile.gettempdir()).glob("disttest-*-*"):
         if not _CLUSTER_DIR.match(directory.name):
             continue  # someone else's directory that merely looks alike
         if (directory.is_dir() and not owner_alive(directory)

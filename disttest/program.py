@@ -45,6 +45,17 @@ def _shard(text: str) -> tuple[int, int]:
             "counted from 1)") from None
 
 
+def _jobs(text: str) -> int | str:
+    from disttest.parallel.schedule import parse_jobs
+
+    try:
+        return parse_jobs(text)
+    except ConfigError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not allowed; --jobs must be a whole number of workers from 1 up, "
+            "or auto (the usable cores, or fewer when memory is short)") from None
+
+
 class DistributedTestProgram(unittest.TestProgram):
     """A command-line program that runs tests, planning their clusters."""
 
@@ -53,7 +64,7 @@ class DistributedTestProgram(unittest.TestProgram):
     only = exclude = None
     no_distributed = force_cluster = plan = cluster_debug = simulate = False
     keep_cluster = strict_cleanup = False
-    save_cluster_logs = shard = durations_file = seed = None
+    save_cluster_logs = shard = durations_file = seed = jobs = None
     cluster_size = fallback = json_report = junit_xml = ci = None
     durations = None  # --durations N (unittest's own from Python 3.12 on)
     no_reuse = False
@@ -108,6 +119,9 @@ class DistributedTestProgram(unittest.TestProgram):
                            help="seed of every nemesis fault schedule (replays a failure's)")
         group.add_argument("--shard", type=_shard, metavar="K/N",
                            help="run the K-th of N shards (a cluster's classes stay together)")
+        group.add_argument("-j", "--jobs", type=_jobs, metavar="N",
+                           help="run on N worker processes at once (auto: one per core); "
+                                "classes sharing a cluster stay together")
         group.add_argument("--durations-file", metavar="PATH",
                            help="class durations that balance shards: recorded by a whole run, "
                                 "read by --shard runs")
@@ -186,7 +200,7 @@ class DistributedTestProgram(unittest.TestProgram):
                           junit_xml=self.junit_xml, cluster_debug=self.cluster_debug,
                           simulate=self.simulate, keep_cluster=self.keep_cluster,
                           strict_cleanup=self.strict_cleanup, shard=self.shard,
-                          catch_break=bool(self.catchbreak))
+                          catch_break=bool(self.catchbreak), jobs=self.jobs or 1)
 
     def runTests(self):
         if self.plan:
@@ -225,6 +239,12 @@ class DistributedTestProgram(unittest.TestProgram):
         if self.shard:
             print(f"shard {self.shard[0]}/{self.shard[1]}:")
         print(format_plan(planned))
+        if self.jobs not in (None, 1):
+            from disttest.parallel import schedule
+
+            jobs = schedule.resolve_jobs(self.jobs, planned)
+            print(schedule.describe(runner.work_items(planned, jobs), jobs,
+                                    planned.cluster_starts))
         if self.exit:
             sys.exit(0)
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 import time
 import unittest
 
+from disttest.parallel.messages import RemoteException, RemoteTest
+
 __unittest = True
 
 
@@ -38,16 +40,28 @@ class TestRecord:
 def cluster_of(test) -> object | None:
     from disttest.planner import is_cluster_class
 
+    if isinstance(test, RemoteTest):
+        return test.cluster
     cls = type(test)
     return cls.__dict__.get("cluster") if is_cluster_class(cls) else None
 
 
 def _names(test) -> tuple[str, str]:
+    if isinstance(test, RemoteTest):
+        return test.classname, test.name
     cls = type(test)
     if isinstance(test, unittest.TestCase) and hasattr(test, "_testMethodName"):
         return f"{cls.__module__}.{cls.__qualname__}", test._testMethodName
     description = str(test)
     return description, description
+
+
+def _message(err) -> str:
+    """The first line of an error's message, else its type's name."""
+    text = str(err[1])
+    if text:
+        return text.splitlines()[0]
+    return err[1].type_name if isinstance(err[1], RemoteException) else err[0].__name__
 
 
 class RunProgress:
@@ -183,6 +197,8 @@ class DistributedTestResult(RunProgress, unittest.TextTestResult):
 
     # -- hooks ---------------------------------------------------------------------
     def getDescription(self, test) -> str:
+        if isinstance(test, RemoteTest):
+            return test.description  # as the worker's result described it
         text = super().getDescription(test)
         cluster = cluster_of(test)
         if cluster is not None and self.showAll:
@@ -208,6 +224,11 @@ class DistributedTestResult(RunProgress, unittest.TextTestResult):
         super().startTest(test)
         self.mid_line = self.showAll
 
+    def _exc_info_to_string(self, err, test) -> str:
+        if isinstance(err[1], RemoteException):
+            return err[1].text  # formatted by the worker that ran the test
+        return super()._exc_info_to_string(err, test)
+
     def stopTestRun(self) -> None:
         if self.before_report is not None:
             callback, self.before_report = self.before_report, None
@@ -219,7 +240,8 @@ class DistributedTestResult(RunProgress, unittest.TextTestResult):
         entry = self._current.pop(test.id(), None)
         if entry:
             record, started = entry
-            record.duration_s = time.perf_counter() - started
+            remote = getattr(test, "duration_s", None) if isinstance(test, RemoteTest) else None
+            record.duration_s = time.perf_counter() - started if remote is None else remote
             if record.outcome == "interrupted" and record.subtests and not self.shouldStop:
                 # unittest reports no outcome for a test whose only other result was
                 # a skipped subtest: it ran to its end, so its subtests decide.
@@ -239,7 +261,7 @@ class DistributedTestResult(RunProgress, unittest.TextTestResult):
         record.outcome = outcome
         self.mid_line = self.dots
         if err is not None:
-            record.message = str(err[1]).splitlines()[0] if str(err[1]) else err[0].__name__
+            record.message = _message(err)
             record.details = self._exc_info_to_string(err, test)
         elif reason:
             record.message = reason

@@ -36,6 +36,7 @@ class RunOptions:
     json_report: str | None = None
     junit_xml: str | None = None
     shard: tuple[int, int] | None = None
+    jobs: int | str = 1  # workers (-j N), or "auto"
 
     def __init__(self, **options) -> None:
         for name, value in options.items():
@@ -80,14 +81,8 @@ class DistributedTestRunner(unittest.TextTestRunner):
         from disttest import session as _session
 
         session = _session.peek()
-        if session is None or not session.pool_started:
-            return
-        config = self._config()
-        ttl = self._keep_ttl(config)
-        if ttl > 0:
-            session.pool.keep(ttl)
-        session.shutdown()
-        session.pool.verify_cleanup()
+        if session is not None:
+            session.finish(self._keep_ttl(self._config()))
         # Every leak of the run: found while stopping clusters, or by the check after.
         leaks = self.stats.leaks if self.stats is not None else []
         if leaks and self.options.strict_cleanup:
@@ -114,6 +109,7 @@ class DistributedTestRunner(unittest.TextTestRunner):
         disttest, and no selection, shard, forced cluster or report was asked for."""
         options = self.options
         if (options.only or options.exclude or options.shard or options.force_cluster
+                or options.jobs != 1
                 or options.json_report or config.json_report or options.junit_xml
                 or config.junit_xml or "disttest.case" in sys.modules):
             return False
@@ -147,7 +143,13 @@ class DistributedTestRunner(unittest.TextTestRunner):
 
         plan, filtered, has_cluster_tests = self.plan(tests)
         del tests  # from here only the suite that runs them holds the tests
-        if not plan.reordered and not filtered:
+        debug = options.cluster_debug or config.verbose_cluster_logs
+        parallel = self._parallel_suite(plan, events, debug)
+        if parallel is not None:
+            suite = parallel  # its units hold the tests until their item has run
+            stats.workers = parallel.jobs
+            let_go(test)
+        elif not plan.reordered and not filtered:
             plan.take_tests()
             suite = test  # nothing to plan: run exactly what unittest would
         else:
@@ -158,8 +160,8 @@ class DistributedTestRunner(unittest.TextTestRunner):
                                    size_override=options.cluster_size, fallback=options.fallback,
                                    simulate=options.simulate,
                                    keep=self._keep_ttl(config) > 0)
-        debug = options.cluster_debug or config.verbose_cluster_logs
-        live = bool(getattr(self.stream, "isatty", lambda: False)()) and not config.ci and not debug
+        live = bool(getattr(self.stream, "isatty", lambda: False)()) and not config.ci \
+            and not debug and parallel is None  # workers' lines would land inside a live one
         progress = ConsoleProgress(self.stream, paint, self._mid_line, self.verbosity,
                                    debug=debug, live=live)
         events.subscribe(progress.on_event)
@@ -175,7 +177,7 @@ class DistributedTestRunner(unittest.TextTestRunner):
         interrupts = self._interrupts = InterruptHandlers(options.catch_break)
         with _session.activate(session), interrupts:
             try:
-                if options.force_cluster:
+                if options.force_cluster and parallel is None:  # else each worker's own
                     session.forced_cluster = session.pool.acquire(
                         Requirement(options.cluster_size or config.default_cluster_size))
                 result = super().run(InterruptibleSuite(suite))
@@ -197,6 +199,35 @@ class DistributedTestRunner(unittest.TextTestRunner):
         if interruption is not None:
             self.stream.writeln(interruption.describe(result.testsRun))
             self.stream.flush()
+
+    def _parallel_suite(self, plan, events, debug: bool):
+        """The suite that runs ``plan`` on ``-j`` workers, or None to run it here
+        (one job, or nothing to share out)."""
+        if self.options.jobs == 1:
+            return None
+        from disttest.parallel import schedule
+
+        jobs = schedule.resolve_jobs(self.options.jobs, plan)
+        items = self.work_items(plan, jobs)
+        if jobs < 2 or len(items) < 2:
+            return None
+        from disttest.parallel.controller import ParallelSuite
+
+        config = self._config()
+        settings = dict(config=config, options=self.options, verbosity=self.verbosity,
+                        buffer=self.buffer, tb_locals=getattr(self, "tb_locals", False),
+                        failfast=self.failfast, debug=debug, keep_ttl=self._keep_ttl(config),
+                        requirements=plan.requirements)
+        return ParallelSuite(schedule.all_units(plan), items, jobs, settings, events)
+
+    def work_items(self, plan, jobs: int) -> list:
+        """``plan`` cut into work items for ``jobs`` workers (longest first)."""
+        from disttest import sharding
+        from disttest.parallel import schedule
+
+        config = self._config()
+        history = sharding.load_durations(sharding.durations_path(config), self._note)
+        return schedule.make_items(plan, jobs, history, reuse=config.reuse_clusters)
 
     def _keep_ttl(self, config) -> float:
         """Seconds idle clusters outlive the run: keep_clusters_ttl, else 600 with
@@ -289,10 +320,12 @@ class DistributedTestRunner(unittest.TextTestRunner):
             junit.write(path, result, stats, config)
 
     def _write_durations(self, result, stats, paint, config) -> None:
-        if result.records and config.durations_file and not self.options.shard:
-            # History for balancing shards, recorded by whole runs only: the shards
-            # of one selection must all see the same history, or they would
-            # disagree on who runs what.
+        if result.records and (config.durations_file or self.options.jobs != 1) \
+                and not self.options.shard:
+            # History for balancing shards and -j workers, recorded by whole runs
+            # only: the shards of one selection must all see the same history, or
+            # they would disagree on who runs what. -j runs record into the default
+            # file too, so the next one hands out its longest items first.
             from disttest import sharding
 
             try:

@@ -81,6 +81,12 @@ class Session:
         if self._remaining[requirement.key] <= 0 and not self.keep:
             self.pool.stop_idle(requirement.key)
 
+    def expect(self, requirements: dict[type, Requirement]) -> None:
+        """Plan more classes (a ``-j`` worker learns its classes item by item)."""
+        for cls, requirement in requirements.items():
+            self.planned[cls] = requirement
+            self._remaining[requirement.key] += 1
+
     def requirement_for(self, cls: type) -> Requirement:
         """The requirement to acquire for ``cls``: planned, else read from it."""
         if cls in self.planned:
@@ -98,6 +104,16 @@ class Session:
             self._slow_watch.close()
         if self._pool is not None:
             self._pool.shutdown()
+
+    def finish(self, keep_ttl: float = 0.0) -> None:
+        """End of a run: keep (``keep_ttl`` > 0) or stop every cluster, then check
+        that nothing of ours is left (leaks are reported as events)."""
+        if self._pool is None:
+            return
+        if keep_ttl > 0:
+            self._pool.keep(keep_ttl)
+        self._pool.shutdown()
+        self._pool.verify_cleanup()
 
 
 def skip_reason(config, no_distributed: bool = False) -> str | None:

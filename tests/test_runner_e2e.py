@@ -34,7 +34,7 @@ REPO = HERE.parent
 SAMPLES = HERE / "samples"
 SPY = SAMPLES / "_spy"
 ANSI = "\x1b["
-_CLUSTER_ID = re.compile(r"\bc\d+-[0-9a-f]{4}\b")
+_CLUSTER_ID = re.compile(r"\b(?:w\d+-)?c\d+-[0-9a-f]{4}\b")
 _RAN = re.compile(r"^Ran (\d+) tests? in \d+\.\d+s$", re.M)
 _TIMING = re.compile(r"^(Ran \d+ tests?) in \d+\.\d+s$", re.M)
 
@@ -233,7 +233,7 @@ def described(test_id: str) -> str:
 
 def ids_with_status(output: str, status: str) -> list[str]:
     """Ids of the ``-v`` lines ending in ``status`` ("ok", "skipped ..."), in order."""
-    found = re.findall(r"^(\w+) \(([\w.]+)\)(?: \[cluster c\d+-[0-9a-f]{4}\])? \.\.\. "
+    found = re.findall(r"^(\w+) \(([\w.]+)\)(?: \[cluster (?:w\d+-)?c\d+-[0-9a-f]{4}\])? \.\.\. "
                        + re.escape(status), output, re.M)
     return [where if where.endswith("." + method) else f"{where}.{method}"
             for method, where in found]

@@ -19,9 +19,12 @@ PACKAGE = Path(disttest.__file__).resolve().parent
 
 # Private attributes of other libraries' objects, used because nothing public
 # does the job: unittest's test method name, subtest description and the
-# suite's hook that drops a finished test; coverage.py's data object (its data
-# file's name; get_data() would flush).
-UNITTEST_ATTRIBUTES = {"_testMethodName", "_subDescription", "_removeTestAtIndex", "_data"}
+# suite's hook that drops a finished test; its subtest class (a -j controller's
+# stand-in for a worker's subtest must be one: the text result formats subtests by
+# that class); coverage.py's data object (its data file's name; get_data() would
+# flush).
+UNITTEST_ATTRIBUTES = {"_testMethodName", "_subDescription", "_removeTestAtIndex", "_SubTest",
+                       "_data"}
 
 
 def _private(name: str) -> bool:

@@ -48,8 +48,9 @@ class ClusterPool:
     """Owns every cluster of a process; see the module docstring."""
 
     def __init__(self, config, events: EventBus | None = None, launcher=None,
-                 allocator: PortAllocator | None = None) -> None:
+                 allocator: PortAllocator | None = None, name_prefix: str = "") -> None:
         self.config = config
+        self.name_prefix = name_prefix  # before every cluster id: "w2-" in -j worker 2
         self.events = events or EventBus()
         self.launchers = {False: launcher or LocalLauncher(), True: SimulatedLauncher()}
         self.host = _usable_host(config.host, self.events)
@@ -271,7 +272,7 @@ class ClusterPool:
 
     def _start_once(self, requirement: Requirement) -> Entry:
         self._count += 1
-        cluster_id = f"c{self._count}-{secrets.token_hex(2)}"
+        cluster_id = f"{self.name_prefix}c{self._count}-{secrets.token_hex(2)}"
         self.events.emit("cluster_starting", cluster=cluster_id, size=requirement.size,
                          requirement=requirement.describe())
         started = time.perf_counter()

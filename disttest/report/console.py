@@ -149,9 +149,13 @@ def render_summary(stats: RunStats, usage: dict[str, dict], paint: Painter,
     lines.append(f"  clusters started: {starts} ({stats.nodes_started} node(s)), "
                  f"reused: {stats.cluster_reuses}, grown: {stats.cluster_grows}"
                  + (f", retries: {stats.retries}" if stats.retries else ""))
-    tests_s = max(0.0, stats.duration_s - stats.management_s)
-    lines.append(f"  time managing clusters: {_fmt_s(stats.management_s)}, "
-                 f"running tests: {_fmt_s(tests_s)}")
+    if stats.workers > 1:  # cluster work of the workers overlaps: a sum, not a share
+        lines.append(f"  time managing clusters: {_fmt_s(stats.management_s)} summed over "
+                     f"{stats.workers} workers, wall time: {_fmt_s(stats.duration_s)}")
+    else:
+        tests_s = max(0.0, stats.duration_s - stats.management_s)
+        lines.append(f"  time managing clusters: {_fmt_s(stats.management_s)}, "
+                     f"running tests: {_fmt_s(tests_s)}")
     if stats.clusters:
         lines.append(f"  {'cluster':<10} {'nodes':>5} {'start':>7} {'classes':>7} "
                      f"{'tests':>5} {'fail':>4} {'memory':>8}  note")

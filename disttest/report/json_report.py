@@ -45,6 +45,7 @@ def build(result, stats, config=None) -> dict[str, Any]:
         "unexpected_successes": len(result.unexpectedSuccesses),
         "duration_s": round(stats.duration_s, 6),
         "cluster_management_s": round(stats.management_s, 6),
+        "workers": stats.workers,
         "cluster_starts": stats.cluster_starts,
         "cluster_reuses": stats.cluster_reuses,
         "cluster_grows": stats.cluster_grows,

@@ -52,6 +52,7 @@ class RunStats:
     retries: int = 0
     saved_logs: list[str] = field(default_factory=list)
     faults: list[dict] = field(default_factory=list)  # per class: the faults it injected
+    workers: int = 1  # -j: worker processes that ran the tests
     _pending: dict[str, float] = field(default_factory=dict)
 
     def on_event(self, event: Event) -> None:

@@ -27,7 +27,7 @@ from disttest.environment import CI_PROVIDERS
 from tests import support
 
 SAMPLES = Path(__file__).resolve().parent
-CLUSTER_ID = re.compile(r"\bc\d+-[0-9a-f]{4}\b")
+CLUSTER_ID = re.compile(r"\b(?:w\d+-)?c\d+-[0-9a-f]{4}\b")  # w<N>-: a -j worker's
 
 
 # Ports of their own: a port that a run here freed and another suite running on
