@@ -1,7 +1,9 @@
 """disttest: unittest-based testing of distributed Python code on live local clusters.
 
-This module is the public API. It stays cheap to import, because node
-processes import the package too: names are loaded on first use.
+This module is the public API for test authors. It stays cheap to import,
+because node processes import the package too: names are loaded on first use.
+Machinery for tool authors (the cluster pool, requirements, configuration,
+events) is in :mod:`disttest.tooling`.
 """
 from __future__ import annotations
 
@@ -20,8 +22,7 @@ _EXPORTS = {
     "wait_until": "disttest.case",
     "Cluster": "disttest.clusters.cluster",
     "Node": "disttest.clusters.node",
-    "ClusterPool": "disttest.clusters.pool",
-    "Requirement": "disttest.requirements",
+    "Spawned": "disttest.clusters.remote",
     "start_cluster": "disttest.helpers",
     "cluster": "disttest.helpers",
     "current_cluster": "disttest.helpers",
@@ -30,8 +31,6 @@ _EXPORTS = {
     "DistributedTestLoader": "disttest.loader",
     "DistributedTestRunner": "disttest.runner",
     "DistributedTestResult": "disttest.result",
-    "Config": "disttest.config",
-    "load_config": "disttest.config",
     "Diagnosis": "disttest.errors",
     "DisttestError": "disttest.errors",
     "ConfigError": "disttest.errors",
@@ -60,10 +59,19 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS) + ["this_node"]
 
+# Names that moved to disttest.tooling: still found here, with a warning.
+_MOVED = {"ClusterPool", "Requirement", "Config", "load_config"}
+
 
 def __getattr__(name: str) -> object:
     if name == "this_node":
         return importlib.import_module("disttest.this_node")
+    if name in _MOVED:
+        import warnings
+
+        warnings.warn(f"disttest.{name} is machinery for tool authors and moved: "
+                      f"use disttest.tooling.{name}", DeprecationWarning, stacklevel=2)
+        return getattr(importlib.import_module("disttest.tooling"), name)
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'disttest' has no attribute {name!r}")

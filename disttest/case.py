@@ -14,7 +14,7 @@ import unittest
 from typing import Any, Callable, Iterator
 
 from disttest import session as _session
-from disttest.errors import DisttestError
+from disttest.errors import ConfigError, DisttestError
 
 __unittest = True  # hide these frames from failure tracebacks, as unittest does
 
@@ -330,7 +330,8 @@ def tag(*names: str) -> Callable:
     """Add tags to a class or a test method (for ``--only``/``--exclude``)."""
     for name in names:
         if not isinstance(name, str) or not name:
-            raise DisttestError(f"tag names are non-empty strings, got {name!r}", kind="config")
+            raise ConfigError.bad_value("disttest.tag()", "tag", name,
+                                        "a non-empty string such as 'slow'")
 
     def decorate(obj):
         # On the class's (or method's) own dict, so a subclass's tags add to its base's.
@@ -372,14 +373,17 @@ def distributed(cls: type | None = None, **declaration: Any):
                "fresh_cluster", "network", "fallback"}
     unknown = set(declaration) - allowed
     if unknown:
-        raise DisttestError(f"disttest.distributed() got unknown argument(s) "
-                            f"{', '.join(sorted(unknown))}",
-                            steps=[f"use only: {', '.join(sorted(allowed))}"], kind="config")
+        raise ConfigError(f"disttest.distributed() got unknown argument(s) "
+                          f"{', '.join(sorted(unknown))}",
+                          steps=[f"use only: {', '.join(sorted(allowed))}"],
+                          source="disttest.distributed()", key=", ".join(sorted(unknown)),
+                          allowed=sorted(allowed))
 
     def decorate(target: type) -> type:
         if not (isinstance(target, type) and issubclass(target, unittest.TestCase)):
-            raise DisttestError(f"@disttest.distributed decorates TestCase classes, "
-                                f"not {target!r}", kind="config")
+            raise ConfigError(f"@disttest.distributed decorates TestCase classes, "
+                              f"not {target!r}", source="@disttest.distributed",
+                              value=target, allowed="a unittest.TestCase subclass")
         if issubclass(target, DistributedTestCase):
             for key, value in declaration.items():
                 setattr(target, key, value)

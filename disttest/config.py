@@ -185,7 +185,7 @@ _SSH_OPTIONS_REFUSED = ("-n", "-f", "-N", "-t", "-tt")
 
 def _hosts(value: Any) -> Tuple[str, ...]:
     """A list of SSH hosts (``[user@]host[:port]``), or one comma-separated string."""
-    from disttest.clusters.ssh import parse_host  # stdlib only; needed only when set
+    from disttest.hosts import parse_host  # needed only when set
 
     if isinstance(value, str):
         value = [part.strip() for part in value.split(",") if part.strip()]

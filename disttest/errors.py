@@ -64,17 +64,27 @@ class Diagnosis:
 
 
 class DisttestError(Exception):
-    """Base of every error disttest raises on purpose."""
+    """Base of every error disttest raises on purpose.
+
+    ``problem``, ``cause`` and ``steps`` make its :class:`Diagnosis`; ``kind``
+    overrides the class's stable key; ``node`` names the node it concerns, if
+    any. Each subclass declares its own structured fields as keyword-only
+    arguments, listed in ``FIELDS``; they survive pickling.
+    """
 
     kind = "error"
+    FIELDS: tuple = ("node",)
 
-    def __init__(self, problem: str, cause: str = "", steps: Sequence[str] = (),
-                 **fields: Any) -> None:
-        self.diagnosis = Diagnosis(problem, cause, tuple(steps), fields.pop("kind", self.kind))
-        self.fields = fields
-        for key, value in fields.items():
-            setattr(self, key, value)
+    def __init__(self, problem: str, cause: str = "", steps: Sequence[str] = (), *,
+                 kind: str | None = None, node: str = "") -> None:
+        self.diagnosis = Diagnosis(problem, cause, tuple(steps), kind or type(self).kind)
+        self.node = node
         super().__init__(self.diagnosis.render())
+
+    @property
+    def fields(self) -> dict[str, Any]:
+        """The structured fields, by name."""
+        return {name: getattr(self, name) for name in type(self).FIELDS}
 
     def __reduce__(self):  # keep the structured fields across pickling
         d = self.diagnosis
@@ -94,6 +104,14 @@ class ConfigError(DisttestError):
     """
 
     kind = "config"
+    FIELDS = DisttestError.FIELDS + ("source", "key", "value", "allowed", "suggestion")
+
+    def __init__(self, problem: str, cause: str = "", steps: Sequence[str] = (), *,
+                 kind: str | None = None, node: str = "", source: str = "", key: str = "",
+                 value: Any = None, allowed: Any = "", suggestion: str | None = None) -> None:
+        self.source, self.key, self.value = source, key, value
+        self.allowed, self.suggestion = allowed, suggestion
+        super().__init__(problem, cause, steps, kind=kind, node=node)
 
     @classmethod
     def bad_value(cls, source: str, key: str, value: Any, allowed: str,
@@ -105,15 +123,32 @@ class ConfigError(DisttestError):
 
 
 class ClusterStartError(DisttestError):
-    """A cluster (or one of its nodes) could not be started."""
+    """A cluster (or one of its nodes) could not be started.
+
+    ``log_tail`` is the end of the failed node's log, ``host`` the SSH host it
+    was to run on.
+    """
 
     kind = "cluster-start"
+    FIELDS = DisttestError.FIELDS + ("log_tail", "host")
+
+    def __init__(self, problem: str, cause: str = "", steps: Sequence[str] = (), *,
+                 kind: str | None = None, node: str = "", log_tail: str = "",
+                 host: str | None = None) -> None:
+        self.log_tail, self.host = log_tail, host
+        super().__init__(problem, cause, steps, kind=kind, node=node)
 
 
 class NodeCrashedError(DisttestError):
-    """A node process died while it was being used."""
+    """A node process died while it was being used; ``log_tail`` is the end of its log."""
 
     kind = "node-crashed"
+    FIELDS = DisttestError.FIELDS + ("log_tail",)
+
+    def __init__(self, problem: str, cause: str = "", steps: Sequence[str] = (), *,
+                 kind: str | None = None, node: str = "", log_tail: str = "") -> None:
+        self.log_tail = log_tail
+        super().__init__(problem, cause, steps, kind=kind, node=node)
 
 
 class RemoteError(DisttestError):
@@ -126,14 +161,16 @@ class RemoteError(DisttestError):
     """
 
     kind = "remote"
+    FIELDS = DisttestError.FIELDS + ("remote_type", "remote_traceback", "node_output",
+                                     "remote_exception", "job")
 
-    def __init__(self, problem: str, cause: str = "", steps: Sequence[str] = (),
-                 **fields: Any) -> None:
-        fields.setdefault("remote_type", "Exception")
-        fields.setdefault("remote_traceback", "")
-        fields.setdefault("node", "")
-        fields.setdefault("node_output", "")
-        super().__init__(problem, cause, steps, **fields)
+    def __init__(self, problem: str, cause: str = "", steps: Sequence[str] = (), *,
+                 kind: str | None = None, node: str = "", remote_type: str = "Exception",
+                 remote_traceback: str = "", node_output: str = "",
+                 remote_exception: BaseException | None = None, job: Any = None) -> None:
+        self.remote_type, self.remote_traceback = remote_type, remote_traceback
+        self.node_output, self.remote_exception, self.job = node_output, remote_exception, job
+        super().__init__(problem, cause, steps, kind=kind, node=node)
 
     def __str__(self) -> str:
         where = f" on node {self.node}" if self.node else ""
@@ -146,15 +183,39 @@ class RemoteError(DisttestError):
 
 
 class PortRangeExhausted(ClusterStartError):
-    """Not enough free ports are left in the configured ``port_range``."""
+    """Not enough free ports are left in the configured ``port_range``.
+
+    ``needed`` ports were asked of ``port_range`` (low, high); ``holders``
+    names who holds ports of the range, where that is known.
+    """
 
     kind = "port-range-exhausted"
+    FIELDS = ClusterStartError.FIELDS + ("needed", "port_range", "holders")
+
+    def __init__(self, problem: str, cause: str = "", steps: Sequence[str] = (), *,
+                 kind: str | None = None, node: str = "", log_tail: str = "",
+                 host: str | None = None, needed: int = 0, port_range: Any = None,
+                 holders: Any = None) -> None:
+        self.needed, self.port_range, self.holders = needed, port_range, holders
+        super().__init__(problem, cause, steps, kind=kind, node=node, log_tail=log_tail,
+                         host=host)
 
 
 class CallTimeoutError(DisttestError, TimeoutError):
-    """A call into a node did not answer within its timeout."""
+    """A call into a node did not answer within its timeout.
+
+    ``stacks`` are the node's threads running user code when it timed out
+    (name, stack text), ``log_tail`` the end of the node's log.
+    """
 
     kind = "call-timeout"
+    FIELDS = DisttestError.FIELDS + ("stacks", "log_tail")
+
+    def __init__(self, problem: str, cause: str = "", steps: Sequence[str] = (), *,
+                 kind: str | None = None, node: str = "", stacks: Any = None,
+                 log_tail: str = "") -> None:
+        self.stacks, self.log_tail = stacks, log_tail
+        super().__init__(problem, cause, steps, kind=kind, node=node)
 
 
 class SerializationError(DisttestError, TypeError):
@@ -164,6 +225,16 @@ class SerializationError(DisttestError, TypeError):
 
 
 class NetworkModeError(DisttestError):
-    """A network fault was asked of a cluster whose network mode cannot do it."""
+    """A network fault was asked of a cluster whose network mode cannot do it.
+
+    ``remote_traceback`` is the traceback of the fault proxy when it stopped
+    on an error of its own.
+    """
 
     kind = "network-mode"
+    FIELDS = DisttestError.FIELDS + ("remote_traceback",)
+
+    def __init__(self, problem: str, cause: str = "", steps: Sequence[str] = (), *,
+                 kind: str | None = None, node: str = "", remote_traceback: str = "") -> None:
+        self.remote_traceback = remote_traceback
+        super().__init__(problem, cause, steps, kind=kind, node=node)

@@ -18,6 +18,9 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Event:
+    """Something that happened: its ``kind`` (one of ``KINDS``), its data (read
+    as attributes: ``event.cluster``) and when (``time.monotonic()``)."""
+
     kind: str
     data: dict[str, Any] = field(default_factory=dict)
     time: float = field(default_factory=time.monotonic)

@@ -12,7 +12,7 @@ import time
 from typing import Any, Iterator
 
 from disttest import session as _session
-from disttest.errors import DisttestError
+from disttest.errors import ConfigError, DisttestError
 from disttest.requirements import (DEFAULT_PORTS, Requirement, check_env, check_network,
                                    check_ports, check_size)
 
@@ -22,8 +22,11 @@ _OPTIONS = {"node_ports", "node_env", "network", "reuse"}
 def _requirement(size: int | None, options: dict[str, Any], config) -> Requirement:
     unknown = set(options) - _OPTIONS
     if unknown:
-        raise DisttestError(f"unknown cluster option(s): {', '.join(sorted(unknown))}",
-                            steps=[f"use only: {', '.join(sorted(_OPTIONS))}"], kind="config")
+        raise ConfigError(f"start_cluster(): unknown cluster option(s): "
+                          f"{', '.join(sorted(unknown))}",
+                          steps=[f"use only: {', '.join(sorted(_OPTIONS))}"],
+                          source="start_cluster()", key=", ".join(sorted(unknown)),
+                          allowed=sorted(_OPTIONS))
     where = "start_cluster()"
     size = config.default_cluster_size if size is None else size
     return Requirement(
@@ -86,14 +89,14 @@ class ClusterTestHelper:
         """Start a cluster of ``n`` nodes owned by this helper (options as for ``start_cluster``)."""
         if not isinstance(self, ClusterTestHelper):
             # cls.start_test_cluster(2) in a mixin's setUpClass: 2 became self.
-            raise DisttestError(
+            raise ConfigError(
                 "start_test_cluster() was called on a class, not on a helper",
                 "ClusterTestHelper methods are instance methods: in setUpClass there is no "
                 "instance of the test class yet",
                 ["in setUpClass, use a helper object: cls.helper = disttest.ClusterTestHelper(); "
                  "cls.cluster = cls.helper.start_test_cluster(3)",
                  "or start the cluster in setUp: self.start_test_cluster(3)"],
-                kind="config")
+                source="ClusterTestHelper.start_test_cluster()")
         c = start_cluster(n, **options)
         self._started().append(c)
         return c

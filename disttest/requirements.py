@@ -136,7 +136,7 @@ def check_network(value: Any, owner: Any) -> str:
 
 def check_hosts(value: Any, owner: Any) -> tuple[str, ...]:
     """A declared ``hosts`` list: each ``[user@]host[:port]``, at least one."""
-    from disttest.clusters.ssh import parse_host  # stdlib only
+    from disttest.hosts import parse_host
 
     allowed = 'a list of SSH hosts such as ["node1", "me@node2:2222"]'
     if isinstance(value, str) or not isinstance(value, (tuple, list)) or not value:

@@ -51,6 +51,17 @@ class RunOptions:
 
 
 class DistributedTestRunner(unittest.TextTestRunner):
+    """unittest's text runner, planning cluster tests so classes share clusters.
+
+    Takes every ``TextTestRunner`` argument, plus ``config`` (a ``Config``;
+    loaded from the project when omitted) and ``options`` (``RunOptions``: the
+    command line's selection, sizes, fallback and reports). A run plans the
+    suite (classes that can share a cluster run together), lends each class
+    its cluster, stops or keeps every cluster at the end, proves nothing of
+    its own is left, and prints the cluster summary after unittest's. A suite
+    that does not use disttest runs exactly as under ``TextTestRunner``.
+    """
+
     resultclass = DistributedTestResult
 
     def __init__(self, *args, config=None, options: RunOptions | None = None, **kwargs) -> None:

@@ -22,11 +22,10 @@ OUT = ROOT / "docs" / "api.md"
 SECTIONS = [
     ("Test cases", ["DistributedTestCase", "cluster_size", "tag", "fresh_cluster",
                     "distributed", "requires_real_cluster", "wait_until"]),
-    ("Clusters and nodes", ["Cluster", "Node", "start_cluster", "cluster", "current_cluster",
-                            "ClusterTestHelper"]),
+    ("Clusters and nodes", ["Cluster", "Node", "Spawned", "start_cluster", "cluster",
+                            "current_cluster", "ClusterTestHelper"]),
     ("Running", ["main", "DistributedTestLoader", "DistributedTestRunner",
                  "DistributedTestResult"]),
-    ("Configuration", ["Config", "load_config"]),
     ("Errors", ["DisttestError", "Diagnosis", "ConfigError", "ClusterStartError",
                 "NodeCrashedError", "RemoteError", "PortRangeExhausted", "CallTimeoutError",
                 "SerializationError", "NetworkModeError"]),
@@ -35,7 +34,6 @@ SECTIONS = [
                                        "KVMap", "SetModel", "Counter", "FIFOQueue",
                                        "NonLinearizableError", "HistoryFormatError",
                                        "Nemesis"]),
-    ("Internals you may meet", ["ClusterPool", "Requirement"]),
 ]
 
 # Members of classes worth listing (public, documented here on purpose).
@@ -54,6 +52,7 @@ MEMBERS = {
              "pause", "resume", "restart", "pid", "alive"],
     "ClusterTestHelper": ["start_test_cluster", "stop_test_cluster", "stop_all_clusters",
                           "cluster_nodes", "wait_for_cluster"],
+    "Spawned": ["running", "result"],
     "ClusterPool": ["acquire", "release", "stop", "shutdown", "keep"],
 }
 
@@ -111,8 +110,9 @@ def _entry(name: str, obj) -> list[str]:
 def render() -> str:
     lines = ["# API reference", "",
              "Generated from the docstrings by `python docs/gen_api.py`; do not edit by hand.",
-             "Every name below is importable from `disttest`. Code that runs on nodes uses",
-             "`disttest.this_node` (see the end of this page).", ""]
+             "Every name below is importable from `disttest`, except those of the last",
+             "section, which are in `disttest.tooling`. Code that runs on nodes uses",
+             "`disttest.this_node`.", ""]
     listed = set()
     for title, names in SECTIONS:
         lines += [f"## {title}", ""]
@@ -127,6 +127,11 @@ def render() -> str:
         lines += [f"- **`{name}{_signature(fn)}`**: {_doc(fn).splitlines()[0]}"]
     lines += ["- **`name`, `index`, `host`, `cluster_id`, `state`, `stopping`**: the node's "
               "identity, a dict cleared on reset, and an Event set while it resets.", ""]
+    from disttest import tooling
+
+    lines += ["## For tool authors: `disttest.tooling`", "", _doc(tooling), ""]
+    for name in tooling.__all__:
+        lines += _entry(name, getattr(tooling, name))
     missing = sorted(set(disttest.__all__) - listed - {"this_node"})
     if missing:
         raise SystemExit(f"gen_api.py: public names without a section: {', '.join(missing)}")

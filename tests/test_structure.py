@@ -178,6 +178,71 @@ class ImportCycleTests(unittest.TestCase):
         self.assertEqual(cycles(graph), [])
 
 
+# The layers of docs/design-notes.md, lowest first: a module may import its
+# own layer and the layers below it, never one above. The node side imports
+# nothing else of disttest (it runs in every node process, stdlib only).
+LAYERS = [
+    ("node side", {"agent", "agent_codec", "agent_kept", "this_node", "coverage_node",
+                   "clusters.protocol", "clusters.lockfiles", "errors"}),
+    ("base", {"events", "resources", "environment", "config", "requirements", "hosts",
+              "statefiles", "coverage_support"}),
+    ("clusters", {"clusters", "clusters.*"}),
+    ("session", {"session", "fallback", "helpers", "watchdog"}),
+    ("reports", {"report", "report.*"}),
+    ("unittest", {"case", "loader", "planner", "result", "runner", "program", "interrupts",
+                  "sharding"}),
+    ("tools", {"cli", "cli_cluster", "preflight", "__main__", "tooling"}),
+]
+
+
+def layer_of(module: str) -> int | None:
+    """The index in LAYERS of ``module`` (a dotted name below disttest), or None."""
+    for index, (_, members) in enumerate(LAYERS):
+        if module in members:
+            return index
+    for index, (_, members) in enumerate(LAYERS):
+        if any(m.endswith(".*") and module.startswith(m[:-1]) for m in members):
+            return index
+    return None
+
+
+def layer_violations(graph: dict[str, set[str]]) -> tuple[list[str], list[str]]:
+    """(modules in no layer, imports that point up the layers)."""
+    unplaced, upward = [], []
+    for module, imports in sorted(graph.items()):
+        name = module.partition(".")[2]
+        if not name:
+            continue  # the package's facade loads anything lazily
+        own = layer_of(name)
+        if own is None:
+            unplaced.append(name)
+            continue
+        for target in sorted(imports):
+            other = layer_of(target.partition(".")[2])
+            if other is not None and (other > own or own == 0 and other != 0):
+                upward.append(f"{name} ({LAYERS[own][0]}) imports {target.partition('.')[2]} "
+                              f"({LAYERS[other][0]})")
+    return unplaced, upward
+
+
+class LayerTests(unittest.TestCase):
+
+    def test_the_check_sees_upward_imports_and_unplaced_modules(self):
+        planted = {"disttest.clusters.pool": {"disttest.runner", "disttest.errors"},
+                   "disttest.agent": {"disttest.events"},
+                   "disttest.runner": {"disttest.clusters.pool"},
+                   "disttest.newthing": set()}
+        self.assertEqual(layer_violations(planted), (["newthing"], [
+            "agent (node side) imports events (base)",
+            "clusters.pool (clusters) imports runner (unittest)"]))
+
+    def test_every_import_points_down_the_layers(self):
+        unplaced, upward = layer_violations(import_graph(PACKAGE))
+        self.assertEqual(unplaced, [], "give each new module a layer in LAYERS "
+                         "(and in the map of docs/design-notes.md)")
+        self.assertEqual(upward, [])
+
+
 class EntryTests(unittest.TestCase):
 
     def test_every_field_is_declared(self):

@@ -17,9 +17,23 @@ MODES = ("drop", "reject")
 
 
 class NetworkFaultError(NetworkModeError, ValueError):
-    """A network fault was asked with a wrong argument (mode, node name, delay)."""
+    """A network fault was asked with a wrong argument (mode, node name, delay).
+
+    The fields name what was given (``mode``, ``node``, ``seconds``,
+    ``jitter``) and what is ``allowed`` or ``known``.
+    """
 
     kind = "network-fault"
+    FIELDS = NetworkModeError.FIELDS + ("mode", "seconds", "jitter", "allowed", "known")
+
+    def __init__(self, problem: str, cause: str = "", steps=(), *, kind: str | None = None,
+                 node: str = "", remote_traceback: str = "", mode: Any = None,
+                 seconds: Any = None, jitter: Any = None, allowed: Any = None,
+                 known: Any = None) -> None:
+        self.mode, self.seconds, self.jitter = mode, seconds, jitter
+        self.allowed, self.known = allowed, known
+        super().__init__(problem, cause, steps, kind=kind, node=node,
+                         remote_traceback=remote_traceback)
 
 
 def node_name(node: Any) -> str:
