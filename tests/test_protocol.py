@@ -198,7 +198,8 @@ class HandshakeTests(unittest.TestCase):
 def _request_sites():
     """Every place in disttest/ that names an op: (module, op name) for calls of
     ``request``/``_request``/``dumps_request`` with a literal first argument,
-    and for tuple literals that begin with a declared op name."""
+    and for tuple literals shaped like a request (a declared op name, then as
+    many items as it takes arguments)."""
     sites = []
     root = Path(protocol.__file__).resolve().parent.parent
     for path in sorted(root.rglob("*.py")):
@@ -213,7 +214,8 @@ def _request_sites():
                     sites.append((module, first.value))
             if (isinstance(node, ast.Tuple) and node.elts
                     and isinstance(node.elts[0], ast.Constant)
-                    and node.elts[0].value in protocol.OPS):
+                    and node.elts[0].value in protocol.OPS
+                    and len(node.elts) - 1 == len(protocol.OPS[node.elts[0].value][0])):
                 sites.append((module, ("tuple", node.elts[0].value)))
     return sites
 
