@@ -190,7 +190,7 @@ LAYERS = [
     ("session", {"session", "fallback", "helpers", "watchdog"}),
     ("reports", {"report", "report.*"}),
     ("unittest", {"case", "loader", "planner", "result", "runner", "program", "interrupts",
-                  "sharding"}),
+                  "sharding", "parallel", "parallel.*"}),
     ("tools", {"cli", "cli_cluster", "preflight", "__main__", "tooling"}),
 ]
 
