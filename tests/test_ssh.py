@@ -1,15 +1,19 @@
-"""The SSH launcher: host lists, configuration, and clusters over a real OpenSSH server.
+"""The SSH launcher: host lists, configuration, and clusters over ssh.
 
-The live tests start ``sshd`` on a free loopback port with a throwaway host
-key and a throwaway client key (root only: sshd must switch users), and run
-nodes over ``ssh root@127.0.0.1:<port>``. The "host" is this machine, so the
-nodes' pids are checked with psutil. Without sshd or root they are skipped
-with the reason; the unit tests above them always run.
+The live tests run twice. Through a stand-in ``ssh`` program
+(tests/fixtures/standin_ssh.py, passed as the launcher's ``ssh=``) that runs
+the "remote" command on this machine, so they run everywhere and never skip.
+And through OpenSSH and a real ``sshd`` on a free loopback port, with a
+throwaway host key and client key (root only: sshd must switch users), over
+``ssh root@127.0.0.1:<port>``; without sshd or root those are skipped with the
+reason. Either way the "host" is this machine, so the nodes' pids are
+checked with psutil.
 """
 from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -289,25 +293,82 @@ def tearDownModule():
         if _server is not None:
             _server.stop()
             _server = None
+        if _standin_dir is not None:
+            shutil.rmtree(_standin_dir, ignore_errors=True)
 
 
-def ssh_pool(**changes):
-    sshd = server()
-    changes.setdefault("hosts", (sshd.spec,))
-    return support.make_pool(launcher="ssh", ssh_options=sshd.options, **changes)
+# -- a stand-in ssh: the same launcher, without an sshd -------------------------------
+STANDIN = Path(__file__).resolve().parent / "fixtures" / "standin_ssh.py"
+_standin_dir: Path | None = None
 
 
-class SSHClusterTest(unittest.TestCase):
+def standin_program() -> str:
+    """An executable ``ssh`` that runs tests/fixtures/standin_ssh.py with this interpreter."""
+    global _standin_dir
+    if _standin_dir is None:
+        _standin_dir = Path(tempfile.mkdtemp(prefix="disttest-standin-ssh-"))
+        program = _standin_dir / "ssh"
+        program.write_text(f"#!/bin/sh\nexec {shlex.quote(sys.executable)} "
+                           f"{shlex.quote(str(STANDIN))} \"$@\"\n")
+        program.chmod(0o755)
+    return str(_standin_dir / "ssh")
+
+
+class StandInSSH:
+    """Every host is this machine, reached through the stand-in ``ssh`` program."""
+
+    real = False
+
+    def hosts(self) -> tuple:
+        return ("root@127.0.0.1", "127.0.0.1")  # two spellings of one host
+
+    def program(self) -> str:
+        return standin_program()
+
+    def pool(self, hosts=None, **changes):
+        hosts = tuple(hosts or self.hosts()[:1])
+        pool = support.make_pool(launcher="ssh", hosts=hosts, **changes)
+        # The launcher takes the ssh program to run; the pool uses this one for these hosts.
+        pool.launchers[hosts] = SSHLauncher(hosts, (), changes.get("remote_python"),
+                                            ssh=self.program())
+        return pool
+
+    def controller_setup(self, spec: str) -> str:
+        return (f"pool.launchers[({spec!r},)] = SSHLauncher(({spec!r},), (), None, "
+                f"ssh={self.program()!r})")
+
+
+class RealSSHD:
+    """A throwaway sshd on loopback (skipped, with the reason, where none can run)."""
+
+    real = True
+
+    def hosts(self) -> tuple:
+        sshd = server()
+        return (sshd.spec, f"127.0.0.1:{sshd.port}")
+
+    def program(self) -> str:
+        return "ssh"
+
+    def pool(self, hosts=None, **changes):
+        sshd = server()
+        return support.make_pool(launcher="ssh", hosts=tuple(hosts or (sshd.spec,)),
+                                 ssh_options=sshd.options, **changes)
+
+    def controller_setup(self, spec: str) -> str:
+        return ""
+
+
+class SSHClusterTests:
     """Three nodes over ssh, placed round-robin on two spellings of the same host."""
+
+    transport = StandInSSH()
 
     @classmethod
     def setUpClass(cls) -> None:
-        sshd = server()
-        cls.hosts = (sshd.spec, f"127.0.0.1:{sshd.port}")
-        cls.pool = ssh_pool(hosts=cls.hosts)
-        started = time.monotonic()
+        cls.hosts = cls.transport.hosts()
+        cls.pool = cls.transport.pool(hosts=cls.hosts)
         cls.cluster = cls.pool.acquire(Requirement(3))
-        cls.startup_s = time.monotonic() - started
 
     @classmethod
     def tearDownClass(cls) -> None:
@@ -319,23 +380,23 @@ class SSHClusterTest(unittest.TestCase):
         assert not leftovers, f"still running after shutdown: {leftovers}"
         assert not problems, f"leaks: {problems}"
 
-    def test_nodes_are_remote_processes_started_through_sshd(self):
+    def test_nodes_are_processes_of_their_host_behind_an_ssh_client(self):
         for node, host in zip(self.cluster.nodes, self.hosts + self.hosts[:1]):
             self.assertEqual(node.process.host.spec, host)
             self.assertEqual(node.host, "127.0.0.1")
             self.assertEqual(node.call(nf.getpid), node.pid)  # pid is the node's, on its host
             self.assertNotEqual(node.pid, node.process.local_pid)
-            ancestors = psutil.Process(node.pid).parents()
-            self.assertEqual(ancestors[0].name(), "sshd")  # exec'd: no shell in between
-            self.assertNotIn(node.process.local_pid, [p.pid for p in ancestors])
-        self.assertLess(self.startup_s, 15)
+            # The client was given the agent's command for its host to run.
+            client = psutil.Process(node.process.local_pid)
+            self.assertEqual(client.cmdline()[-1],
+                             self.pool.launchers[self.hosts].agent_command())
+            self.assertEqual(psutil.Process(node.pid).cwd(), node.boot["cwd"])
 
     def test_the_cluster_key_never_travels_in_argv_or_environment(self):
         node = self.cluster.nodes[0]
         key = node.boot["key"]
         client = psutil.Process(node.process.local_pid)
         remote = psutil.Process(node.pid)
-        self.assertEqual(client.name(), "ssh")
         for proc in (client, remote):
             self.assertNotIn(key, " ".join(proc.cmdline()))
             self.assertNotIn(key, " ".join(f"{k}={v}" for k, v in proc.environ().items()))
@@ -381,12 +442,37 @@ class SSHClusterTest(unittest.TestCase):
         self.assertEqual(node.call(nf.add, 1, 2), 3)
 
 
-class SSHStartFailureTest(unittest.TestCase):
+class StandInSSHClusterTest(SSHClusterTests, unittest.TestCase):
+    """The cluster tests through the stand-in ssh: they run everywhere."""
+
+    transport = StandInSSH()
+
+    def test_the_stand_in_is_what_ran(self):
+        client = psutil.Process(self.cluster.nodes[0].process.local_pid)
+        self.assertIn(str(STANDIN), client.cmdline())
+
+
+class RealSSHClusterTest(SSHClusterTests, unittest.TestCase):
+    """The cluster tests through OpenSSH and a real sshd."""
+
+    transport = RealSSHD()
+
+    def test_nodes_are_started_through_sshd_with_no_shell_between(self):
+        for node in self.cluster.nodes:
+            self.assertEqual(psutil.Process(node.process.local_pid).name(), "ssh")
+            ancestors = psutil.Process(node.pid).parents()
+            self.assertEqual(ancestors[0].name(), "sshd")  # exec'd: no shell in between
+            self.assertNotIn(node.process.local_pid, [p.pid for p in ancestors])
+
+
+class SSHStartFailureTests:
+    transport = StandInSSH()
+
     def test_unreachable_host_names_the_host_and_the_fix(self):
         with socket.socket() as closed:  # bound, never listening: connections are refused
             closed.bind(("127.0.0.1", 0))
             spec = f"root@127.0.0.1:{closed.getsockname()[1]}"
-            pool = ssh_pool(hosts=(spec,), startup_retries=0)
+            pool = self.transport.pool(hosts=(spec,), startup_retries=0)
             try:
                 with self.assertRaises(ClusterStartError) as caught:
                     pool.acquire(Requirement(2))
@@ -397,12 +483,14 @@ class SSHStartFailureTest(unittest.TestCase):
         self.assertEqual(error.diagnosis.kind, "ssh-unreachable")
         self.assertIn(spec, error.diagnosis.problem)
         self.assertIn("Connection refused", error.diagnosis.cause)
-        self.assertTrue(any("check by hand: ssh -o BatchMode=yes" in step
-                            for step in error.diagnosis.steps))
+        self.assertTrue(any(f"check by hand: {self.transport.program()} -o BatchMode=yes" in step
+                            for step in error.diagnosis.steps), error.diagnosis.steps)
         self.assertEqual(pool.verify_cleanup(), [])
 
     def test_missing_interpreter_says_how_to_set_remote_python(self):
-        pool = ssh_pool(remote_python="/nonexistent/bin/python3", startup_retries=0)
+        spec = self.transport.hosts()[0]
+        pool = self.transport.pool(hosts=(spec,), remote_python="/nonexistent/bin/python3",
+                                   startup_retries=0)
         try:
             with self.assertRaises(ClusterStartError) as caught:
                 pool.acquire(Requirement(1))
@@ -411,19 +499,30 @@ class SSHStartFailureTest(unittest.TestCase):
         error = caught.exception
         self.assertEqual(error.diagnosis.kind, "spawn-executable")
         self.assertIn("/nonexistent/bin/python3", error.diagnosis.problem)
-        self.assertIn(server().spec, error.diagnosis.problem)
+        self.assertIn(spec, error.diagnosis.problem)
         self.assertTrue(any("remote_python" in step for step in error.diagnosis.steps))
+
+
+class StandInSSHStartFailureTest(SSHStartFailureTests, unittest.TestCase):
+    transport = StandInSSH()
+
+
+class RealSSHStartFailureTest(SSHStartFailureTests, unittest.TestCase):
+    transport = RealSSHD()
 
 
 _CONTROLLER = """
 import json, sys, time
 from disttest.clusters.pool import ClusterPool
+from disttest.clusters.ssh import SSHLauncher
 from disttest.config import load_config
 from disttest.requirements import Requirement
 
 config = load_config({repo!r}).replace(state_dir={state!r}, launcher="ssh",
                                        hosts=({spec!r},), ssh_options={options!r})
-cluster = ClusterPool(config).acquire(Requirement(2))
+pool = ClusterPool(config)
+{setup}
+cluster = pool.acquire(Requirement(2))
 print(json.dumps({{"pids": [n.pid for n in cluster.nodes],
                   "clients": [n.process.local_pid for n in cluster.nodes],
                   "tmpdir": str(cluster._entry.tmpdir)}}), flush=True)
@@ -431,11 +530,14 @@ time.sleep(60)
 """
 
 
-class SSHLifetimeTest(unittest.TestCase):
+class SSHLifetimeTests:
+    transport = StandInSSH()
+
     def test_nodes_end_when_the_controller_is_killed(self):
-        sshd = server()
-        code = _CONTROLLER.format(repo=support.REPO, state=support.STATE_DIR, spec=sshd.spec,
-                                  options=sshd.options)
+        spec = self.transport.hosts()[0]
+        options = server().options if self.transport.real else ()
+        code = _CONTROLLER.format(repo=support.REPO, state=support.STATE_DIR, spec=spec,
+                                  options=options, setup=self.transport.controller_setup(spec))
         controller = subprocess.Popen([sys.executable, "-c", code], cwd=support.REPO,
                                       env=support.python_env(), stdout=subprocess.PIPE,
                                       stderr=subprocess.PIPE, text=True)
@@ -461,6 +563,14 @@ class SSHLifetimeTest(unittest.TestCase):
         self.assertEqual(_wait_gone(started["pids"], 5.0), [], "nodes outlived the controller")
         self.assertEqual(_wait_gone(started["clients"], 5.0), [], "ssh clients outlived it")
         self.assertLess(time.monotonic() - killed, 5.0)
+
+
+class StandInSSHLifetimeTest(SSHLifetimeTests, unittest.TestCase):
+    transport = StandInSSH()
+
+
+class RealSSHLifetimeTest(SSHLifetimeTests, unittest.TestCase):
+    transport = RealSSHD()
 
 
 if __name__ == "__main__":
