@@ -24,7 +24,7 @@ import sys
 import threading
 import time
 
-from disttest import this_node
+from disttest import containment, this_node
 from disttest.clusters import protocol
 
 
@@ -252,6 +252,7 @@ class Agent:
         from disttest.agent_kept import KeptLife
 
         _detached = True
+        containment.outlive_controller()
         self.kept = KeptLife(self, _log, _exit)
         self.kept.start(ttl, lock_paths, record_path, log_path)
 
@@ -336,6 +337,11 @@ def _log(message: str) -> None:
 
 
 def _exit(code: int) -> None:
+    # What node code started ends with the node (see disttest/containment.py).
+    # A controller that stops us does that itself, after reporting them as
+    # leaks; a kept node, or one whose controller died, has nobody else.
+    if not _stopped_by_controller:
+        containment.end_descendants(grace=0.5)
     if _coverage is not None:  # os._exit skips atexit, where coverage would save
         _coverage.save()
     for stream in (sys.stdout, sys.stderr):
@@ -347,6 +353,7 @@ def _exit(code: int) -> None:
 
 
 _detached = False
+_stopped_by_controller = False  # it wrote the stop word before closing our stdin
 _coverage = None  # disttest.coverage_node, when the run is measured
 _agent = None  # the process's Agent, for the stdin watcher
 
@@ -354,12 +361,17 @@ _agent = None  # the process's Agent, for the stdin watcher
 def _watch_stdin(stdin) -> None:
     # The controller holds the other end: end of file means it is gone,
     # and so should this node be — unless it was detached to be kept.
+    global _stopped_by_controller
+    received = b""
     while True:
         try:
-            if not stdin.read(4096):
-                break
+            chunk = stdin.read1(4096)
         except (OSError, ValueError):
             break
+        if not chunk:
+            break
+        received = (received + chunk)[-len(protocol.STOP_WORD):]
+    _stopped_by_controller = received == protocol.STOP_WORD
     if not _detached:
         if _agent is not None:
             _agent.run_reset_callbacks(timeout=5.0)  # services stop as on a reset
@@ -392,6 +404,9 @@ def main() -> None:
          f"serving on {agent.host}:{port}")
     threading.Thread(target=_watch_stdin, args=(stdin,), name="disttest-stdin",
                      daemon=True).start()
+    problem = containment.contain(boot.get("controller_pid"))
+    if problem:
+        _log(f"{problem}: processes started by node code may outlive it")
     from disttest import agent_codec
 
     agent_codec.main_path = boot.get("main_path")

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import disttest
 from disttest import coverage_support
-from disttest.clusters import protocol
+from disttest.clusters import protocol, spawner
 from disttest.errors import ClusterStartError
 
 # The agent must import the same disttest as the controller, even when that
@@ -96,8 +96,14 @@ class Process:
                 pass
 
     def close_stdin(self) -> None:
+        """Tell the node to stop: the stop word, then end of file."""
         try:
             if self.popen.stdin and not self.popen.stdin.closed:
+                try:
+                    self.popen.stdin.write(protocol.STOP_WORD)
+                    self.popen.stdin.flush()
+                except OSError:  # it has ended already
+                    pass
                 self.popen.stdin.close()
         except OSError:
             pass
@@ -239,7 +245,7 @@ class LocalLauncher(ReadyLines):
                     try:
                         # A network mode may run the node inside something (netns:
                         # ``ip netns exec <namespace>``); the agent never reads it.
-                        popen = subprocess.Popen(
+                        popen = spawner.popen(
                             list(boot.get("exec_prefix", ())) + self.command(),
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             stderr=log, cwd=boot["cwd"], env={**env, **boot.get("env", {})},
@@ -253,7 +259,9 @@ class LocalLauncher(ReadyLines):
                 if measure is not None:  # the run is measured: the node measures itself
                     boot = dict(boot, coverage=measure)
                     process.measured = True
-                if not write_bootstrap(popen.stdin, boot):  # it died before reading it
+                # The node asks to be ended with its parent: this process.
+                if not write_bootstrap(popen.stdin, dict(boot, controller_pid=os.getpid())):
+                    # it died before reading it
                     popen.wait(2.0)
                     raise self._crashed(process, boot) from None
             spawned = time.perf_counter()

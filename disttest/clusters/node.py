@@ -403,12 +403,16 @@ class Node:
         self.stopped_on_purpose = True
         self.save_coverage()
         self.record_metrics()
+        # What the node's code started goes with it: the node is their subreaper
+        # (see disttest/containment.py), so its tree holds even double-forked ones.
+        children = resources.process_tree(self.local_pid) if self.local_pid else []
         self.process.signal(signal.SIGCONT)
         self.process.signal(signum)
         self.paused = False
         if self.process.wait(timeout) is None:
             self.process.signal(signal.SIGKILL)
             self.process.wait()
+        resources.kill_all(resources.alive(children))
         self.drop_connections()
 
     def pause(self) -> None:

@@ -46,6 +46,10 @@ _FAILURE = b"#DTFAILURE#"
 _NONCE_SIZE = 32
 
 READY_PREFIX = "DISTTEST-READY"
+# Written on a node's stdin just before the controller closes it to stop the
+# node: end of file without it means the controller died (the node then ends
+# what its code started itself; a live controller reports those as leaks).
+STOP_WORD = b"DISTTEST-STOP\n"
 
 # Reply statuses: a reply is ``(OK, value)`` or ``(ERR, error description)``,
 # the description being ``(type name, message, traceback text, pickled

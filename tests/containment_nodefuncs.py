@@ -1,0 +1,46 @@
+"""Node-side functions of tests/test_containment.py (stdlib only: nodes import it)."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+
+def start_escapees() -> list[int]:
+    """A plain child and a double-forked daemon (new session, parent exits at once):
+    their pids, once the daemon has been re-parented."""
+    child = subprocess.Popen(["sleep", "300"]).pid
+    read_end, write_end = os.pipe()
+    middle = os.fork()
+    if middle == 0:
+        os.setsid()
+        daemon = os.fork()
+        if daemon == 0:
+            os.close(read_end)
+            os.write(write_end, str(os.getpid()).encode())
+            os.close(write_end)
+            os.execvp("sleep", ["sleep", "300"])
+        os._exit(0)
+    os.close(write_end)
+    daemon = int(os.read(read_end, 32))
+    os.close(read_end)
+    os.waitpid(middle, 0)
+    return [child, daemon]
+
+
+def parent_of(pid: int) -> int:
+    with open(f"/proc/{pid}/stat", "rb") as f:
+        stat = f.read()
+    return int(stat[stat.rfind(b")") + 2:].split()[1])
+
+
+def hold_the_gil() -> None:
+    """Sit in C code without releasing the GIL: a PyDLL call keeps it, and a
+    read() from a pipe nobody writes to is restarted after a signal handler."""
+    import ctypes
+
+    read_end, _write_end = os.pipe()
+    buffer = ctypes.create_string_buffer(1)
+    sys.stderr.write("holding the GIL\n")
+    sys.stderr.flush()
+    ctypes.PyDLL(None).read(read_end, buffer, 1)

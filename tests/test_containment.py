@@ -1,0 +1,141 @@
+"""A node contains what its code starts: killing, restarting or stopping it, and
+the runner's death, end every descendant, double-forked daemons included; a
+node stuck in C code holding the GIL still ends with its runner.
+
+Real node processes throughout; the runner's death is a real SIGKILL of a
+runner subprocess. Linux only (``PR_SET_CHILD_SUBREAPER``, ``PR_SET_PDEATHSIG``).
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import unittest
+
+from disttest import containment
+from disttest.requirements import Requirement
+from tests import support
+from tests.containment_nodefuncs import parent_of, start_escapees
+
+
+def setUpModule():
+    if not containment.supported():
+        raise unittest.SkipTest("process containment uses Linux prctl(): elsewhere a "
+                                "node's children may outlive it (documented)")
+
+
+def tearDownModule():
+    support.shutdown_and_check()
+
+
+def gone(pids) -> bool:
+    return all(support.gone(pid) for pid in pids)
+
+
+def kill_quietly(pids) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+
+
+class NodeEndsItsDescendants(unittest.TestCase):
+
+    def setUp(self):
+        self.pool = support.make_pool()
+        self.addCleanup(self.pool.shutdown)
+        self.events = []
+        self.pool.events.subscribe(self.events.append)
+        self.cluster = self.pool.acquire(Requirement(size=1))
+        self.node = self.cluster.nodes[0]
+        self.escapees = self.node.call(start_escapees)
+        self.addCleanup(kill_quietly, self.escapees)
+
+    def test_a_double_forked_daemon_is_re_parented_to_its_node(self):
+        child, daemon = self.escapees
+        self.assertEqual(parent_of(child), self.node.pid)
+        self.assertEqual(parent_of(daemon), self.node.pid, "the node is not its subreaper")
+
+    def test_killing_a_node_ends_them(self):
+        self.node.kill()
+        self.assertTrue(support.wait_for(lambda: gone(self.escapees)),
+                        f"{self.escapees} outlived their killed node")
+
+    def test_restarting_a_node_ends_them(self):
+        old = self.node.pid
+        self.node.restart()
+        self.assertNotEqual(self.node.pid, old)
+        self.assertTrue(support.wait_for(lambda: gone(self.escapees)),
+                        f"{self.escapees} outlived their node's restart")
+
+    def test_stopping_a_cluster_reports_them_as_leaks_and_ends_them(self):
+        self.pool.release(self.cluster)
+        self.pool.stop(self.cluster)
+        self.assertTrue(support.wait_for(lambda: gone(self.escapees)), self.escapees)
+        [leak] = [e for e in self.events if e.kind == "leak"]
+        self.assertEqual(sorted(leak.pids), sorted(self.escapees))
+
+
+RUNNER = textwrap.dedent("""
+    import sys, time
+    from disttest.clusters.pool import ClusterPool
+    from disttest.config import load_config
+    from disttest.errors import CallTimeoutError
+    from disttest.requirements import Requirement
+    from tests.containment_nodefuncs import hold_the_gil, start_escapees
+
+    pool = ClusterPool(load_config().replace(state_dir=sys.argv[1]))
+    node = pool.acquire(Requirement(size=1)).nodes[0]
+    if sys.argv[2] == "gil":
+        node.submit(hold_the_gil)
+        while "holding the GIL" not in node.logs():
+            time.sleep(0.01)
+        while True:  # held once the node cannot even answer a ping
+            try:
+                node.ping(timeout=0.5)
+            except CallTimeoutError:
+                break
+        print(node.pid, flush=True)
+    else:
+        print(node.pid, *node.call(start_escapees), flush=True)
+    time.sleep(600)
+""")
+
+
+class RunnerDeath(unittest.TestCase):
+
+    def run_and_kill(self, mode: str) -> list[int]:
+        proc = subprocess.Popen([sys.executable, "-c", RUNNER, support.STATE_DIR, mode],
+                                cwd=support.REPO, env=support.python_env(),
+                                stdout=subprocess.PIPE, text=True)
+        self.addCleanup(proc.wait)
+        self.addCleanup(proc.kill)
+        pids = [int(word) for word in proc.stdout.readline().split()]
+        self.addCleanup(kill_quietly, pids)
+        self.assertTrue(pids, "the runner printed no pids")
+        proc.kill()
+        proc.wait()
+        proc.stdout.close()
+        return pids
+
+    def test_the_runners_death_ends_the_node_and_what_it_started(self):
+        pids = self.run_and_kill("plain")
+        self.assertEqual(len(pids), 3)
+        self.assertTrue(support.wait_for(lambda: gone(pids), timeout=10),
+                        f"still running after the runner's SIGKILL: "
+                        f"{[p for p in pids if not support.gone(p)]}")
+
+    def test_a_node_holding_the_gil_ends_with_its_runner(self):
+        [node] = self.run_and_kill("gil")
+        # It cannot notice its stdin closing; the kernel ends it after the
+        # parent-death grace period.
+        self.assertTrue(support.wait_for(lambda: gone([node]),
+                                         timeout=containment.DEATH_GRACE_S + 15),
+                        f"node {node}, stuck holding the GIL, outlived its runner")
+
+
+if __name__ == "__main__":
+    unittest.main()
