@@ -86,7 +86,8 @@ def serve(listener, handler):
         conn, _ = listener.accept()
         threading.Thread(target=handler, args=(conn,), daemon=True).start()
 
-listeners = [socket.create_server(("127.0.0.1", 0)) for _ in range(2)]
+host = sys.argv[1] if len(sys.argv) > 1 else "127.0.0.1"
+listeners = [socket.create_server((host, 0)) for _ in range(2)]
 for listener, handler in zip(listeners, (echo, sink)):
     threading.Thread(target=serve, args=(listener, handler), daemon=True).start()
 print(*[l.getsockname()[1] for l in listeners], flush=True)
@@ -99,8 +100,8 @@ import socket, sys, time
 
 MESSAGE = b"m" * 64
 
-def connect(port):
-    sock = socket.create_connection(("127.0.0.1", port))
+def connect(port, host="127.0.0.1"):
+    sock = socket.create_connection((host, port))
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     return sock
 
@@ -127,7 +128,7 @@ payload = b""
 for line in sys.stdin:
     command, *words = line.split()
     if command == "connect":
-        socks[words[0]] = connect(int(words[1]))
+        socks[words[0]] = connect(int(words[1]), *words[2:])
         result = 0
     elif command == "rtt":
         result = batch_rtt(socks[words[0]], int(words[1]))
@@ -142,9 +143,10 @@ for line in sys.stdin:
 class Client:
     """The client node: a process of its own that times what it is told to."""
 
-    def __init__(self) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-c", CLIENT], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, text=True)
+    def __init__(self, prefix: list[str] = ()) -> None:
+        # ``prefix``: what runs it elsewhere (inside a node's network namespace)
+        self.proc = subprocess.Popen([*prefix, sys.executable, "-c", CLIENT],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
 
     def ask(self, *words) -> float:
         self.proc.stdin.write(" ".join(map(str, words)) + "\n")

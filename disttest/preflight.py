@@ -132,7 +132,18 @@ def run_checks(config) -> list[Check]:
                         "network = \"netns\" is available" if reason is None else
                         f"network = \"netns\" is not available: {reason}",
                         "" if reason is None else
-                        "use network = \"proxy\", or run as root on Linux for netns"))
+                        "use network = \"auto\" (userns or proxy), or run as root on Linux"))
+    from disttest.clusters import network, userns
+
+    reason = userns.unavailable()
+    chosen, why = network.choose("auto")
+    checks.append(Check("userns", "ok" if reason is None else "warn",
+                        "network = \"userns\" is available" if reason is None else
+                        f"network = \"userns\" is not available: {reason}",
+                        "" if reason is None else
+                        "network = \"auto\" uses the proxy here: faults apply only to "
+                        "traffic sent to the addresses this_node.peers() gives"))
+    checks.append(Check("auto", "ok", f"network = \"auto\" gives {chosen} ({why[6:]})"))
     checks.append(Check("ci", "ok", f"CI detected: {config.ci_provider}" if config.ci
                         else "not in CI (a developer machine)"))
     return checks
