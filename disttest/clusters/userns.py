@@ -178,8 +178,11 @@ class UserHost:
     def dial(self, address: tuple[str, int], timeout: float | None) -> socket.socket:
         """Connect from the hub namespace, where the bridge is, with a socket made there."""
         family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
-        _reply, fds = self._call({"op": "socket", "family": int(family),
-                                  "type": int(socket.SOCK_STREAM)})
+        try:
+            _reply, fds = self._call({"op": "socket", "family": int(family),
+                                      "type": int(socket.SOCK_STREAM)})
+        except CommandError as exc:  # as a failed connect, which callers handle
+            raise ConnectionError(f"cannot reach {address[0]}: {exc.output}") from None
         sock = socket.socket(fileno=fds[0])
         try:
             sock.settimeout(timeout)
