@@ -188,7 +188,7 @@ class ImportCycleTests(unittest.TestCase):
 # nothing else of disttest (it runs in every node process, stdlib only).
 LAYERS = [
     ("node side", {"agent", "agent_codec", "agent_kept", "this_node", "coverage_node",
-                   "clusters.protocol", "clusters.lockfiles", "errors"}),
+                   "containment", "clusters.protocol", "clusters.lockfiles", "errors"}),
     ("base", {"events", "resources", "environment", "config", "requirements", "hosts",
               "statefiles", "statedir", "coverage_support", "history", "history.*"}),
     ("clusters", {"clusters", "clusters.*"}),
