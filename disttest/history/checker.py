@@ -215,8 +215,9 @@ def _window(failed: Operation, ops: list[Operation], linearized: list[Operation]
     The failed operation; every operation concurrent with it (it could have
     been ordered either way); and the last ``context`` operations the
     furthest linearization placed before it, which made the state it could
-    not accept. Nothing before those matters to the reader: the states they
-    leave are listed with the window.
+    not accept; and the last operation whose input is the value the failed
+    one returned (the write a stale read saw). The states the operations
+    before the window leave are listed with it.
     """
     chosen = {id(op): op for op in ops
               if op is failed or (op.call < failed.ret and op.ret > failed.call)}
@@ -224,4 +225,10 @@ def _window(failed: Operation, ops: list[Operation], linearized: list[Operation]
     before.sort(key=lambda op: (op.ret, op.call))
     for op in before[-context:]:
         chosen[id(op)] = op
+    # Where a returned value came from (the write of what a stale read saw).
+    if failed.output is not None:
+        sources = [op for op in ops if op.input == failed.output and op.call < failed.ret
+                   and op is not failed]
+        if sources:
+            chosen[id(sources[-1])] = sources[-1]
     return sorted(chosen.values(), key=lambda op: op.call)

@@ -43,9 +43,9 @@ class Operation:
         """Whether the model's ``output`` agrees with what the operation returned."""
         return self.output is UNKNOWN or self.output == output
 
-    def describe(self) -> str:
-        """``client 3: write(x, 1) -> ok`` style, for failure messages."""
-        args = [] if self.key is None else [repr(self.key)]
+    def describe(self, key: bool = True) -> str:
+        """``3: write('x', 1)`` style (client, operation, key, input, output), for messages."""
+        args = [] if self.key is None or not key else [repr(self.key)]
         if self.input is not None:
             args.append(repr(self.input))
         text = f"{self.process}: {self.f}({', '.join(args)})"

@@ -26,7 +26,7 @@ def describe(result: CheckResult, saved: dict | None = None, max_keys: int = 3) 
         lines.append(f"history is not linearizable against {model}: {len(failures)} of "
                      f"{len(result.keys)} key(s) illegal ({len(result.ops)} operations, "
                      f"checked in {result.elapsed:.2f}s)")
-        for failure in failures[:max_keys]:
+        for failure in sorted(failures, key=lambda k: k.failed_op.ret)[:max_keys]:
             lines.append("")
             lines.extend(_key_report(failure, result, t0))
         if len(failures) > max_keys:
@@ -72,7 +72,8 @@ def timeline(ops: list[Operation], faults: list[Fault], t0: float,
     start = min(op.call for op in ops)
     end = max(op.ret if op.ret != math.inf else op.call for op in ops)
     span = max(end - start, 1e-9)
-    labels = [f"{'>' if op is marked else ' '} {op.describe()}" for op in ops]
+    # One key per window: the key is said once above it, not on every row.
+    labels = [f"{'>' if op is marked else ' '} {op.describe(key=False)}" for op in ops]
     width = min(max(len(label) for label in labels), 60)
 
     def column(t: float) -> int:
