@@ -21,6 +21,7 @@ from __future__ import annotations
 import itertools
 import os
 import random
+import tempfile
 import threading
 import time
 
@@ -348,8 +349,8 @@ class LinearizabilityTest(KVStoreTestCase):
         # leader answering a client that still talks to it).
         self.run_clients(history, until=lambda nemesis: len(nemesis.injected) >= 2 and
                          disttest.check_linearizable(history, disttest.KVMap()).valid is False)
-        with self.assertRaises(AssertionError) as caught:
-            self.assertLinearizable(history, disttest.KVMap())
+        with tempfile.TemporaryDirectory() as saved, self.assertRaises(AssertionError) as caught:
+            disttest.assert_linearizable(history, disttest.KVMap(), directory=saved)
         report = str(caught.exception)
         self.assertIn("no order of the operations explains", report)
         self.assertRegex(report, r"> \d: read\('" + self.key)  # the bad read, marked
