@@ -219,8 +219,9 @@ def _window(failed: Operation, ops: list[Operation], linearized: list[Operation]
     one returned (the write a stale read saw). The states the operations
     before the window leave are listed with it.
     """
-    chosen = {id(op): op for op in ops
-              if op is failed or (op.call < failed.ret and op.ret > failed.call)}
+    concurrent = [op for op in ops
+                  if op is failed or (op.call < failed.ret and op.ret > failed.call)]
+    chosen = {id(op): op for op in concurrent if op.ret != math.inf}
     before = [op for op in linearized if id(op) not in chosen]
     before.sort(key=lambda op: (op.ret, op.call))
     for op in before[-context:]:
@@ -231,4 +232,10 @@ def _window(failed: Operation, ops: list[Operation], linearized: list[Operation]
                    and op is not failed]
         if sources:
             chosen[id(sources[-1])] = sources[-1]
+    # An operation of unknown outcome overlaps everything after its call: it
+    # belongs to the window only if it began within it.
+    start = min(op.call for op in chosen.values())
+    for op in concurrent:
+        if op.ret == math.inf and op.call >= start:
+            chosen[id(op)] = op
     return sorted(chosen.values(), key=lambda op: op.call)

@@ -353,7 +353,8 @@ class LinearizabilityTest(KVStoreTestCase):
             disttest.assert_linearizable(history, disttest.KVMap(), directory=saved)
         report = str(caught.exception)
         self.assertIn("no order of the operations explains", report)
-        self.assertRegex(report, r"> \d: read\('" + self.key)  # the bad read, marked
+        self.assertIn(f"key '{self.key}-", report)
+        self.assertRegex(report, r"> \d: read\(\) -> 'c\d-\d+'")  # the bad read, marked
         self.assertIn("nemesis seed", report)
 
 
