@@ -89,7 +89,7 @@ class Agent:
         conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         try:
             conn.settimeout(10)
-            protocol.serve_handshake(conn, self.key)
+            channel = protocol.serve_handshake(conn, self.key)
             conn.settimeout(None)
         except (OSError, EOFError, protocol.AuthenticationError) as exc:
             _log(f"refused a connection: {exc}")
@@ -100,7 +100,7 @@ class Agent:
         pickle = agent_codec.load_pickle()
         try:
             while True:
-                request = protocol.recv_frame(conn)
+                request = channel.recv()
                 if self.simulated:
                     self.gate.wait()  # a paused simulated node answers nothing
                 self.busy += 1
@@ -121,7 +121,9 @@ class Agent:
                     payload = pickle.dumps(reply, protocol=pickle.HIGHEST_PROTOCOL)
                 except Exception as exc:
                     payload = pickle.dumps((protocol.ERR, _describe(exc, unpicklable=reply[1])))
-                protocol.send_frame(conn, payload)
+                channel.send(payload)
+        except protocol.AuthenticationError as exc:
+            _log(f"dropped a connection: {exc}")
         except (EOFError, OSError):
             pass
         finally:

@@ -107,13 +107,13 @@ class HandshakeTests(unittest.TestCase):
 
     def test_the_right_key_authenticates_both_ways_then_frames_flow(self):
         def server(sock):
-            protocol.serve_handshake(sock, KEY)
-            protocol.send_frame(sock, protocol.recv_frame(sock)[::-1])
+            channel = protocol.serve_handshake(sock, KEY)
+            channel.send(channel.recv()[::-1])
 
         def client(sock):
-            protocol.client_handshake(sock, KEY)
-            protocol.send_frame(sock, b"ping")
-            return protocol.recv_frame(sock)
+            channel = protocol.client_handshake(sock, KEY)
+            channel.send(b"ping")
+            return channel.recv()
 
         outcome = run_both(server, client)
         self.assertIsNone(outcome["server"])
@@ -180,6 +180,80 @@ class HandshakeTests(unittest.TestCase):
         outcome = run_both(lambda s: protocol.serve_handshake(s, KEY), short)
         self.assertIsInstance(outcome["server"], protocol.AuthenticationError)
         self.assertEqual(outcome["client"], protocol._FAILURE)
+
+def tampered(change):
+    """Run a handshake, then have the client send b"ping" and ``change`` what
+    reaches the server: the server's outcome (its error, or what it read)."""
+    def server(sock):
+        channel = protocol.serve_handshake(sock, KEY)
+        return [channel.recv(), channel.recv()]
+
+    def client(sock):
+        channel = protocol.client_handshake(sock, KEY)
+        frames = []
+        real = channel.sock
+
+        class Capture:
+            def sendall(self, data):
+                frames.append(data)
+
+        channel.sock = Capture()
+        channel.send(b"ping")
+        channel.send(b"pong")
+        channel.sock = real
+        for frame in change(frames):
+            real.sendall(frame)
+
+    return run_both(server, client)["server"]
+
+
+class ChannelTests(unittest.TestCase):
+    """After the handshake every frame carries a MAC bound to the session, its
+    direction and its place in the stream."""
+
+    def test_untouched_frames_pass(self):
+        self.assertEqual(tampered(lambda frames: frames), [b"ping", b"pong"])
+
+    def test_an_altered_frame_is_refused(self):
+        def flip(frames):
+            first = bytearray(frames[0])
+            first[5] ^= 1
+            return [bytes(first), frames[1]]
+
+        outcome = tampered(flip)
+        self.assertIsInstance(outcome, protocol.AuthenticationError)
+        self.assertIn("failed its MAC", str(outcome))
+
+    def test_a_replayed_or_reordered_frame_is_refused(self):
+        for change in (lambda f: [f[0], f[0]], lambda f: [f[1], f[0]]):
+            self.assertIsInstance(tampered(change), protocol.AuthenticationError)
+
+    def test_a_frame_without_a_mac_is_refused(self):
+        outcome = tampered(lambda frames: [struct.pack("!I", 4) + b"ping"])
+        self.assertIsInstance(outcome, protocol.AuthenticationError)
+
+    def test_a_frame_is_not_valid_in_the_other_direction(self):
+        def server(sock):
+            channel = protocol.serve_handshake(sock, KEY)
+            channel.send(b"reply")
+            return channel.recv()
+
+        def client(sock):
+            channel = protocol.client_handshake(sock, KEY)
+            # Send the server's own frame back to it, bytes unchanged.
+            sock.sendall(_reflect(sock))
+            return channel
+
+        def _reflect(sock):
+            header = protocol.recv_exact(sock, 4)
+            (size,) = struct.unpack("!I", header)
+            return header + protocol.recv_exact(sock, size)
+
+        outcome = run_both(server, client)
+        self.assertIsInstance(outcome["server"], protocol.AuthenticationError)
+
+
+class ChallengeTests(unittest.TestCase):
 
     def test_every_challenge_is_new(self):
         challenges = []
@@ -274,9 +348,9 @@ class DeclaredOpsTests(unittest.TestCase):
         """Send ``message`` as it is, on a connection of our own; the reply."""
         conn = socket.create_connection((self.node.host, self.node.process.control_port), 5)
         with conn:
-            protocol.client_handshake(conn, bytes.fromhex(self.node.boot["key"]))
-            protocol.send_frame(conn, pickle.dumps(message))
-            return pickle.loads(protocol.recv_frame(conn))
+            channel = protocol.client_handshake(conn, bytes.fromhex(self.node.boot["key"]))
+            channel.send(pickle.dumps(message))
+            return pickle.loads(channel.recv())
 
     def test_a_node_rejects_an_unknown_op_with_a_protocol_error(self):
         for message, says in [(("op_bogus",), "unknown op 'op_bogus'"),

@@ -11,8 +11,10 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import socket
 import stat
+import tempfile
 import unittest
 from pathlib import Path
 
@@ -20,7 +22,7 @@ import psutil
 
 from disttest.clusters.ports import WELL_KNOWN_DEV_PORTS, port_is_free
 from tests import support
-from tests.other_user import OTHER_UID, HeldByOther, require_root, run_as_other
+from tests.other_user import OTHER_GID, OTHER_UID, HeldByOther, require_root, run_as_other
 from tests.samples_lifecycle.harness import Project, alive, assert_left_nothing
 from tests.samples_lifecycle.harness import report_pids as support_pids
 
@@ -333,6 +335,73 @@ class ProvedBeforeSignalled(unittest.TestCase):
         clean = mine.cluster("clean")
         self.assertEqual(clean.returncode, 0, clean)
         self.assertEqual(alive([victim]), [victim], "another run's node was signalled")
+
+
+def relay_and_inject(listener: socket.socket, node_address, command: str) -> None:
+    """The other user's listener on a port the controller dials: it passes the
+    handshake between the controller and a live node, then sends the node a
+    request of its own (``os.system(command)``) on the authenticated connection."""
+    import pickle
+
+    from disttest.clusters import protocol
+
+    controller, _ = listener.accept()
+    node = socket.create_connection(node_address, 5)
+    node.settimeout(5)
+    controller.settimeout(5)
+    protocol.send_frame(controller, protocol.recv_frame(node, 256))   # challenge
+    protocol.send_frame(node, protocol.recv_frame(controller, 256))   # answer
+    protocol.send_frame(controller, protocol.recv_frame(node, 256))   # welcome
+    protocol.send_frame(node, pickle.dumps(("call", os.system, (command,), {})))
+    try:
+        node.recv(1 << 16)  # the reply to our request, or the node closing on us
+    except OSError:
+        pass
+
+
+class RelayedHandshake(unittest.TestCase):
+
+    def setUp(self):
+        require_root()
+
+    def test_relaying_a_nodes_handshake_runs_nothing_on_it(self):
+        from disttest.clusters import protocol
+        from disttest.requirements import Requirement
+
+        pool = support.make_pool()
+        self.addCleanup(pool.shutdown)
+        node = pool.acquire(Requirement(size=1)).nodes[0]
+        marker = Path(tempfile.mkdtemp(prefix="disttest-tests-relay-")) / "ran"
+        self.addCleanup(shutil.rmtree, marker.parent, True)
+        os.chmod(marker.parent, 0o777)
+        listener = socket.create_server(("127.0.0.1", 0))
+        self.addCleanup(listener.close)
+
+        pid = os.fork()
+        if pid == 0:  # the other user
+            status = 1
+            try:
+                os.setgroups([])
+                os.setgid(OTHER_GID)
+                os.setuid(OTHER_UID)
+                relay_and_inject(listener, (node.host, node.process.control_port),
+                                 f"touch {marker}")
+                status = 0
+            finally:
+                os._exit(status)
+        # The controller dials the other user's port (a kept node's port that
+        # someone else took after the node died) with the cluster key.
+        sock = socket.create_connection(listener.getsockname(), 5)
+        try:
+            protocol.client_handshake(sock, bytes.fromhex(node.boot["key"]))
+        finally:
+            _, status = os.waitpid(pid, 0)
+            sock.close()
+        self.assertEqual(status, 0, "the relay itself failed")
+        self.assertFalse(marker.exists(), "a relayed handshake let another user run code on a node")
+        self.assertIn("failed its MAC", support.wait_for(
+            lambda: "failed its MAC" in node.logs() and node.logs()))
+        self.assertEqual(node.call(os.getpid), node.pid)  # the node still serves its controller
 
 
 if __name__ == "__main__":

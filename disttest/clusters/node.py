@@ -92,9 +92,9 @@ class Node:
         self.debug = False  # emit an "rpc" event per call (--cluster-debug)
         self.stopped_on_purpose = False  # kill()/terminate() by the test: not a crash
         self._reported_pid: int | None = None
-        self._free: list[socket.socket] = []
+        self._free: list[protocol.Channel] = []
         # Requests sent and not answered yet: connection -> (what, perf_counter at send).
-        self.in_flight: dict[socket.socket, tuple[str, float]] = {}
+        self.in_flight: dict[protocol.Channel, tuple[str, float]] = {}
         self._lock = threading.Lock()
         # How this process opens a TCP connection to the node's address: a network
         # mode whose nodes live in namespaces this process is not in provides one.
@@ -244,7 +244,7 @@ class Node:
         try:
             # Opening a connection may have used part of the time.
             conn.settimeout(None if deadline is None else max(0.001, deadline - time.monotonic()))
-            protocol.send_frame(conn, payload)
+            conn.send(payload)
         except BaseException as exc:
             raise self._failed(conn, what, timeout, exc) from None
         started = time.perf_counter()
@@ -255,7 +255,7 @@ class Node:
         __tracebackhide__ = True
         conn, timeout, started = sent
         try:
-            status, value = serialize.loads(protocol.recv_frame(conn))
+            status, value = serialize.loads(conn.recv())
         except BaseException as exc:
             raise self._failed(conn, what, timeout, exc) from None
         del self.in_flight[conn]
@@ -283,7 +283,7 @@ class Node:
         text = data.decode(errors="replace").splitlines()
         return "\n".join(text[-lines:])
 
-    def _failed(self, conn: socket.socket, what: str, timeout: float | None,
+    def _failed(self, conn: protocol.Channel, what: str, timeout: float | None,
                 exc: BaseException) -> BaseException:
         """What to raise for a request that failed: the connection is closed (a
         late reply must never be read as the next call's), and socket errors
@@ -324,7 +324,7 @@ class Node:
         except Exception:  # a node that cannot answer has no stacks to show
             return []
 
-    def _connection(self, what: str, timeout: float | None = None) -> socket.socket:
+    def _connection(self, what: str, timeout: float | None = None) -> protocol.Channel:
         with self._lock:
             if self._free:
                 return self._free.pop()
@@ -334,20 +334,19 @@ class Node:
         # A paused or busy node still completes the TCP handshake (the kernel
         # does), but not ours: bound it by the call's own timeout.
         limit = 10.0 if timeout is None else timeout
-        conn = None
+        sock = None
         try:
-            conn = self._dial((self.host, process.control_port), limit)
-            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            protocol.client_handshake(conn, self._key)
+            sock = self._dial((self.host, process.control_port), limit)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            return protocol.client_handshake(sock, self._key)
         except socket.timeout:
-            if conn is not None:
-                conn.close()
+            if sock is not None:
+                sock.close()
             raise self._timed_out(what, limit) from None
         except (OSError, EOFError) as exc:
-            if conn is not None:
-                conn.close()
+            if sock is not None:
+                sock.close()
             raise self._lost(what, exc) from None
-        return conn
 
     def _lost(self, what: str, exc: BaseException | None) -> DisttestError:
         process = self.process

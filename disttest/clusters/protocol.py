@@ -10,8 +10,14 @@ path. So the same ideas are spoken on plain sockets:
 * a frame is a 4-byte big-endian length followed by that many bytes;
 * a connection is authenticated both ways with an HMAC-SHA256 challenge and
   response over the cluster's random key before anything is unpickled;
-* after that every frame is a pickle: requests ``(op, *args)``, replies
-  ``(status, value)``.
+* the session is bound to that handshake: both nonces and both roles go into
+  the answers, and a session key derived from them (never sent) signs every
+  later frame, with its direction and its sequence number (:class:`Channel`).
+  A peer that relays someone else's handshake -- a listener on a port the
+  controller dials, say -- therefore gains nothing: it can pass frames on
+  unchanged, never inject, alter, replay, reorder or reflect one;
+* after that every frame is a pickle and its MAC: requests ``(op, *args)``,
+  replies ``(status, value)``.
 
 Every request the controller may send is declared once, in :data:`OPS`: its
 name, its arguments and the shape of its reply. The controller builds
@@ -175,28 +181,98 @@ def _digest(key: bytes, message: bytes) -> bytes:
 _AUTH_LIMIT = 256
 
 
-def serve_handshake(sock: socket.socket, key: bytes) -> None:
-    """Server side: the client proves the key first, then the server does."""
+_TAG_SIZE = 16  # HMAC-SHA256 truncated to 128 bits (RFC 2104 section 5)
+
+
+class Channel:
+    """An authenticated connection after the handshake: every frame ends with
+    the MAC of (direction, sequence number, payload) under the session key.
+
+    Not thread-safe: one request at a time per connection, as both sides use it.
+    """
+
+    __slots__ = ("sock", "_inner", "_outer", "_send_label", "_recv_label", "_sent", "_received")
+
+    def __init__(self, sock: socket.socket, session_key: bytes, client: bool) -> None:
+        self.sock = sock
+        key = session_key.ljust(_BLOCK, b"\0")
+        # HMAC's keyed inner and outer states, computed once: each frame then
+        # costs two copies and two short hashes.
+        self._inner = _sha256(key.translate(_IPAD))
+        self._outer = _sha256(key.translate(_OPAD))
+        self._send_label, self._recv_label = (b"c", b"s") if client else (b"s", b"c")
+        self._sent = self._received = 0
+
+    def _tag(self, label: bytes, number: int, payload) -> bytes:
+        inner = self._inner.copy()
+        inner.update(label + number.to_bytes(8, "big"))
+        inner.update(payload)
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return outer.digest()[:_TAG_SIZE]
+
+    def send(self, payload: bytes) -> None:
+        tag = self._tag(self._send_label, self._sent, payload)
+        self._sent += 1
+        size = len(payload) + _TAG_SIZE
+        if size < 65536:  # one write keeps small messages in one segment
+            self.sock.sendall(_HEADER.pack(size) + payload + tag)
+        else:
+            self.sock.sendall(_HEADER.pack(size))
+            self.sock.sendall(payload)
+            self.sock.sendall(tag)
+
+    def recv(self, limit: int = MAX_FRAME) -> bytes:
+        frame = recv_frame(self.sock, limit + _TAG_SIZE)
+        if len(frame) < _TAG_SIZE:
+            raise AuthenticationError("a frame too short to carry its MAC")
+        payload = frame[:-_TAG_SIZE]
+        if not compare_digest(frame[-_TAG_SIZE:],
+                              self._tag(self._recv_label, self._received, payload)):
+            raise AuthenticationError("a frame failed its MAC (altered, replayed or "
+                                      "not from the authenticated peer)")
+        self._received += 1
+        return payload
+
+    def settimeout(self, timeout: float | None) -> None:
+        self.sock.settimeout(timeout)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def _bound(key: bytes, role: bytes, server_nonce: bytes, client_nonce: bytes) -> bytes:
+    return _digest(key, role + server_nonce + client_nonce)
+
+
+def serve_handshake(sock: socket.socket, key: bytes) -> Channel:
+    """Server side: the client proves the key first, then the server does; the
+    session key of the returned channel is bound to both nonces."""
     nonce = os.urandom(_NONCE_SIZE)
     send_frame(sock, _CHALLENGE + nonce)
     reply = recv_frame(sock, _AUTH_LIMIT)
     answer, client_nonce = reply[:32], reply[32:]
     if len(client_nonce) != _NONCE_SIZE or not compare_digest(
-            answer, _digest(key, nonce)):
+            answer, _bound(key, b"client", nonce, client_nonce)):
         send_frame(sock, _FAILURE)
         raise AuthenticationError("client failed the key challenge")
-    send_frame(sock, _WELCOME + _digest(key, client_nonce))
+    send_frame(sock, _WELCOME + _bound(key, b"server", nonce, client_nonce))
+    return Channel(sock, _bound(key, b"session", nonce, client_nonce), client=False)
 
 
-def client_handshake(sock: socket.socket, key: bytes) -> None:
+def client_handshake(sock: socket.socket, key: bytes) -> Channel:
     """Client side of :func:`serve_handshake`."""
     challenge = recv_frame(sock, _AUTH_LIMIT)
     if not challenge.startswith(_CHALLENGE):
         raise AuthenticationError("peer did not send a disttest challenge")
+    server_nonce = challenge[len(_CHALLENGE):]
+    if len(server_nonce) != _NONCE_SIZE:
+        raise AuthenticationError("peer sent a malformed challenge")
     nonce = os.urandom(_NONCE_SIZE)
-    send_frame(sock, _digest(key, challenge[len(_CHALLENGE):]) + nonce)
+    send_frame(sock, _bound(key, b"client", server_nonce, nonce) + nonce)
     welcome = recv_frame(sock, _AUTH_LIMIT)
     if not welcome.startswith(_WELCOME):
         raise AuthenticationError("node refused the cluster key")
-    if not compare_digest(welcome[len(_WELCOME):], _digest(key, nonce)):
+    if not compare_digest(welcome[len(_WELCOME):], _bound(key, b"server", server_nonce, nonce)):
         raise AuthenticationError("node failed the key challenge")
+    return Channel(sock, _bound(key, b"session", server_nonce, nonce), client=True)
