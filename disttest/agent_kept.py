@@ -61,10 +61,16 @@ class KeptLife:
         # each node removes its own log, and the last one the emptied directory.
         if not self.log_path:
             return
+        directory = os.path.dirname(self.log_path)
         try:
             os.unlink(self.log_path)
-            os.rmdir(os.path.dirname(self.log_path))
-        except OSError:  # a peer's log is still there: that peer removes the directory
+            left = os.listdir(directory)
+            if any(not name.startswith(".") for name in left):
+                return  # a peer's log is still there: that peer removes the directory
+            for name in left:  # bookkeeping only, such as the run's .owner mark
+                os.unlink(os.path.join(directory, name))
+            os.rmdir(directory)
+        except OSError:  # a peer removed it first
             pass
 
     def forget(self, *extra) -> None:
