@@ -142,15 +142,18 @@ def _module_has_fixtures(module_name: str) -> bool:
                                    or hasattr(module, "tearDownModule"))
 
 
-def make_units(tests: Iterable) -> list[Unit]:
-    """Contiguous units, in the order their first test appears."""
+def make_units(tests: Iterable, whole_modules: Iterable[str] = ()) -> list[Unit]:
+    """Contiguous units, in the order their first test appears. A module with
+    fixtures, or named in ``whole_modules`` (a foreign runner's module-wide
+    fixtures), is one unit."""
+    whole_modules = set(whole_modules)
     units: list[Unit] = []
     by_key: dict[object, Unit] = {}
     for test in tests:
         cls = type(test)
         if isinstance(test, unittest.TestSuite) or not isinstance(test, unittest.TestCase):
             key: object = ("opaque", id(test))
-        elif _module_has_fixtures(cls.__module__):
+        elif cls.__module__ in whole_modules or _module_has_fixtures(cls.__module__):
             key = ("module", cls.__module__)
         else:
             key = ("class", cls)
@@ -164,9 +167,10 @@ def make_units(tests: Iterable) -> list[Unit]:
     return units
 
 
-def plan(tests: list, requirement_for, *, reuse: bool = True) -> Plan:
+def plan(tests: list, requirement_for, *, reuse: bool = True,
+         whole_modules: Iterable[str] = ()) -> Plan:
     """Order ``tests``; ``requirement_for(cls, method_names)`` gives a class's need."""
-    units = make_units(tests)
+    units = make_units(tests, whole_modules)
     requirements: dict[type, Requirement] = {}
     for unit in units:
         for cls in unit.classes:

@@ -63,6 +63,9 @@ class DistributedTestRunner(unittest.TextTestRunner):
     """
 
     resultclass = DistributedTestResult
+    # Modules the planner keeps whole besides those with setUpModule: a foreign
+    # runner's module-wide fixtures (the pytest plugin sets it).
+    whole_modules: frozenset = frozenset()
 
     def __init__(self, *args, config=None, options: RunOptions | None = None, **kwargs) -> None:
         if sys.version_info < (3, 12):
@@ -93,7 +96,7 @@ class DistributedTestRunner(unittest.TextTestRunner):
 
         session = _session.peek()
         if session is not None:
-            session.finish(self._keep_ttl(self._config()))
+            session.finish(self.keep_ttl(self._config()))
         # Every leak of the run: found while stopping clusters, or by the check after.
         leaks = self.stats.leaks if self.stats is not None else []
         if leaks and self.options.strict_cleanup:
@@ -170,7 +173,7 @@ class DistributedTestRunner(unittest.TextTestRunner):
         session = _session.Session(config, events, planned=plan.requirements,
                                    size_override=options.cluster_size, fallback=options.fallback,
                                    simulate=options.simulate,
-                                   keep=self._keep_ttl(config) > 0)
+                                   keep=self.keep_ttl(config) > 0)
         live = bool(getattr(self.stream, "isatty", lambda: False)()) and not config.ci \
             and not debug and parallel is None  # workers' lines would land inside a live one
         progress = ConsoleProgress(self.stream, paint, self._mid_line, self.verbosity,
@@ -227,7 +230,7 @@ class DistributedTestRunner(unittest.TextTestRunner):
         config = self._config()
         settings = dict(config=config, options=self.options, verbosity=self.verbosity,
                         buffer=self.buffer, tb_locals=getattr(self, "tb_locals", False),
-                        failfast=self.failfast, debug=debug, keep_ttl=self._keep_ttl(config),
+                        failfast=self.failfast, debug=debug, keep_ttl=self.keep_ttl(config),
                         requirements=plan.requirements)
         return ParallelSuite(schedule.all_units(plan), items, jobs, settings, events)
 
@@ -240,7 +243,7 @@ class DistributedTestRunner(unittest.TextTestRunner):
         history = sharding.load_durations(sharding.durations_path(config), self._note)
         return schedule.make_items(plan, jobs, history, reuse=config.reuse_clusters)
 
-    def _keep_ttl(self, config) -> float:
+    def keep_ttl(self, config) -> float:
         """Seconds idle clusters outlive the run: keep_clusters_ttl, else 600 with
         --keep-cluster, else 0 (not kept)."""
         return config.keep_clusters_ttl or (600.0 if self.options.keep_cluster else 0.0)
@@ -259,7 +262,8 @@ class DistributedTestRunner(unittest.TextTestRunner):
             selected = [SkippedTest(t, reason) if is_cluster_class(type(t)) else t
                         for t in selected]
             filtered = True
-        plan = make_plan(selected, self.requirement_for, reuse=config.reuse_clusters)
+        plan = make_plan(selected, self.requirement_for, reuse=config.reuse_clusters,
+                         whole_modules=self.whole_modules)
         if options.shard:
             from disttest import sharding
 

@@ -100,6 +100,16 @@ class MakeUnits(ModuleMaker):
         units = make_units([x("test_a"), z("test_a"), y("test_a")])
         self.assertEqual([u.classes for u in units], [[x, y], [z]])
 
+    def test_a_module_named_whole_is_one_unit(self):
+        # A foreign runner's module-wide fixtures (the pytest plugin names them).
+        m = self.module("m")
+        x, y = self.plain(m, "X"), self.clustered(m, "Y", cluster_size=2)
+        z = self.plain(self.module("other"), "Z")
+        tests = [x("test_a"), z("test_a"), y("test_a")]
+        self.assertEqual([u.classes for u in make_units(tests, whole_modules={m})],
+                         [[x, y], [z]])
+        self.assertEqual(len(make_units(tests)), 3)
+
     def test_a_module_without_fixtures_is_split_by_class(self):
         m = self.module("m")
         x, y = self.plain(m, "X"), self.plain(m, "Y")
