@@ -12,7 +12,7 @@ holds ``DistributedTestCase`` classes. Then:
 - after pytest has deselected, the remaining items are ordered as
   ``python -m disttest`` orders them (the runner's own planning sequence:
   plain tests first, then cluster classes grouped so each cluster starts
-  once; classes and modules with fixtures kept whole), and the run's session
+  once; classes and modules with module fixtures kept whole), and the run's session
   stops a cluster as soon as no later class needs it;
 - each cluster test's JUnit ``<testcase>`` carries the cluster properties of
   disttest's own report, and the cluster usage summary ends pytest's
@@ -394,22 +394,13 @@ def _xdist_group(cls: type, requirement) -> str:
 
 
 def _modules_with_module_fixtures(items) -> set[str]:
-    """Modules whose items share module-wide pytest fixtures (``setup_module``,
-    a module-scoped fixture): the plan keeps each whole, so they run once."""
+    """Modules with pytest's xunit module fixtures (``setup_module``,
+    ``teardown_module``): the plan keeps each whole, so they run once.
+    (unittest's ``setUpModule`` the planner knows itself.)"""
     modules: set[str] = set()
     for item in items:
-        cls = getattr(item, "cls", None)
-        module = getattr(item, "module", None)
-        if cls is None or module is None:
-            continue
-        if hasattr(module, "setup_module") or hasattr(module, "teardown_module"):
+        cls, module = getattr(item, "cls", None), getattr(item, "module", None)
+        if cls is not None and module is not None and (
+                hasattr(module, "setup_module") or hasattr(module, "teardown_module")):
             modules.add(cls.__module__)
-            continue
-        # The fixture closure is pytest's own (FuncFixtureInfo): read, never changed.
-        info = getattr(item, "_fixtureinfo", None)
-        for defs in getattr(info, "name2fixturedefs", {}).values():
-            if any(getattr(d, "scope", "") in ("module", "package") and
-                   not getattr(d, "argname", "").startswith("_") for d in defs):
-                modules.add(cls.__module__)
-                break
     return modules

@@ -196,7 +196,7 @@ LAYERS = [
     ("reports", {"report", "report.*"}),
     ("unittest", {"case", "loader", "planner", "result", "runner", "program", "interrupts",
                   "sharding", "parallel", "parallel.*"}),
-    ("tools", {"cli", "cli_cluster", "preflight", "__main__", "tooling"}),
+    ("tools", {"cli", "cli_cluster", "preflight", "__main__", "tooling", "pytest_plugin"}),
 ]
 
 
