@@ -150,23 +150,19 @@ class DisttestPytest:
         if self.runner is None:
             from disttest.config import load_config
             from disttest.errors import ConfigError
+            from disttest.requirements import check_size_override
             from disttest.runner import DistributedTestRunner, RunOptions
-            from disttest.session import ci_size_cap
 
             option = self.config.option
             cli = {"fallback": option.fallback} if option.fallback else {}
             if option.cluster_debug:
                 cli["verbose_cluster_logs"] = True
+            size = option.cluster_size
             try:  # the project's configuration, as python -m disttest reads it
                 config = load_config(start_dir=str(self.config.rootpath), cli=cli)
+                check_size_override(size, config)
             except ConfigError as error:
                 raise pytest.UsageError(f"disttest: {error.diagnosis.render()}") from None
-            size = option.cluster_size
-            if size and size > config.max_cluster_size and not ci_size_cap(config):
-                raise pytest.UsageError(
-                    f"disttest: --cluster-size {size} is not allowed: a whole number of nodes "
-                    f"from 1 to {config.max_cluster_size} (max_cluster_size); lower "
-                    "--cluster-size, or raise max_cluster_size in the configuration")
             options = RunOptions(cluster_size=size, simulate=option.simulate,
                                  keep_cluster=option.keep_cluster, fallback=option.fallback,
                                  cluster_debug=option.cluster_debug)

@@ -176,7 +176,7 @@ class SelectionAndOptionTests(unittest.TestCase):
         self.assertIn("--cluster-size must be a whole number of nodes from 1 up", run.stderr)
         run = self.sample.run(*PLUGIN, "tests", "--cluster-size", "500", module="pytest")
         self.assertEqual(run.returncode, 4, run)
-        self.assertIn("--cluster-size 500 is not allowed", run.stderr)
+        self.assertIn("--cluster-size = 500 is not allowed", run.stderr)
         self.assertIn("max_cluster_size", run.stderr)
 
     def test_cluster_debug_shows_operations_and_rpcs(self):
