@@ -330,7 +330,8 @@ class DeclaredOpsTests(unittest.TestCase):
 
     def test_requests_are_built_only_by_node_and_only_of_declared_ops(self):
         sites = _request_sites()
-        self.assertEqual({m for m, _ in sites}, {"disttest/clusters/node.py"})
+        self.assertEqual({m for m, _ in sites},
+                         {"disttest/clusters/node.py", "disttest/clusters/rpc.py"})
         names = {op for _, op in sites}
         self.assertEqual(names, set(protocol.OPS), "every op is sent by some Node method, "
                          "and no request is a bare tuple")

@@ -10,7 +10,8 @@ import time
 from typing import Any, Callable, Iterator
 
 from disttest.clusters.faults import node_name as _name
-from disttest.clusters.node import Node, call_each
+from disttest.clusters.node import Node
+from disttest.clusters.rpc import call_each
 from disttest.errors import DisttestError, NetworkModeError
 
 __unittest = True  # a failed call shows from the test's line (see node.py)
