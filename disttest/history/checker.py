@@ -137,14 +137,17 @@ def _check_key(key: Any, ops: list[Operation], model: Model, deadline: float) ->
 
     step = model.step
     state = model.init()
-    linearized = 0
+    lin_ok = lin_info = 0  # bits of the linearized operations: completed ones, unknown ones
     done = 0
-    cache: set = set()
+    # (completed operations linearized, state) -> the sets of unknown-outcome
+    # operations applied with them, each explored already without success
+    cache: dict = {}
     stack: list = []
     best_pos, best_lin, best_states = -1, 0, []
     # Operations of unknown outcome are optional: at each point the search
     # first tries the others (phase 0), and only then those (phase 1).
     deferred = [op.status == "info" for op in ops]
+    pure = [op.f in model.read_only for op in ops]
     last_phase = 1 if any(deferred) else 0
     phase = 0
     entry = nxt[head]
@@ -158,12 +161,23 @@ def _check_key(key: Any, ops: list[Operation], model: Model, deadline: float) ->
             if deferred[i] == phase:
                 accepted, new_state = step(state, ops[i])
                 if accepted:
-                    lin = linearized | (1 << i)
-                    config = (lin, new_state)
-                    if config not in cache:
-                        cache.add(config)
-                        stack.append((entry, state, phase))
-                        state, linearized = new_state, lin
+                    if deferred[i]:
+                        new_ok, new_info = lin_ok, lin_info | (1 << i)
+                    else:
+                        new_ok, new_info = lin_ok | (1 << i), lin_info
+                    seen = cache.get((new_ok, new_state))
+                    if seen is None:
+                        cache[(new_ok, new_state)] = [new_info]
+                        fresh = True
+                    else:
+                        # Explored already with a subset of these unknown-outcome
+                        # operations applied: that one could do all this one can.
+                        fresh = not any(old | new_info == new_info for old in seen)
+                        if fresh:
+                            seen.append(new_info)
+                    if fresh:
+                        stack.append((entry, state, phase, pure[i]))
+                        state, lin_ok, lin_info = new_state, new_ok, new_info
                         done += counts[i]
                         # lift the call and its return out of the list
                         p, q = prv[entry], nxt[entry]
@@ -181,20 +195,29 @@ def _check_key(key: Any, ops: list[Operation], model: Model, deadline: float) ->
             continue
         # Every candidate failed here: note how far this branch got, and undo.
         if entry > best_pos:
-            best_pos, best_lin, best_states = entry, linearized, [state]
+            best_pos, best_lin, best_states = entry, lin_ok | lin_info, [state]
         elif entry == best_pos and len(best_states) < 8 and state not in best_states:
             best_states.append(state)
-        if not stack:
-            return _illegal(key, ops, explored, op_of[best_pos], best_lin, best_states)
-        entry, state, phase = stack.pop()
-        i = op_of[entry]
-        linearized ^= 1 << i
-        done -= counts[i]
-        r = match[entry]
-        p, q = prv[r], nxt[r]
-        nxt[p], prv[q] = r, r
-        p, q = prv[entry], nxt[entry]
-        nxt[p], prv[q] = entry, entry
+        while True:
+            if not stack:
+                return _illegal(key, ops, explored, op_of[best_pos], best_lin, best_states)
+            entry, state, phase, forced = stack.pop()
+            i = op_of[entry]
+            if deferred[i]:
+                lin_info ^= 1 << i
+            else:
+                lin_ok ^= 1 << i
+            done -= counts[i]
+            r = match[entry]
+            p, q = prv[r], nxt[r]
+            nxt[p], prv[q] = r, r
+            p, q = prv[entry], nxt[entry]
+            nxt[p], prv[q] = entry, entry
+            # A read-only operation the state accepted was placed at once: any
+            # order placing it later can place it there, so when that failed,
+            # the configuration before it has failed too.
+            if not forced:
+                break
         entry = nxt[entry]
     return KeyResult(key, OK, ops, explored)
 
