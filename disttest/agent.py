@@ -17,6 +17,7 @@ time is on the critical path of every test run.
 """
 from __future__ import annotations
 
+import errno
 import marshal
 import os
 import socket
@@ -72,15 +73,39 @@ class Agent:
 
     # -- serving -----------------------------------------------------------
     def serve_forever(self) -> None:
+        # Out of descriptors (EMFILE, ENFILE: idle connections, or node code that
+        # leaks files) or of threads, accept() or a connection's thread fails.
+        # That is never fatal: the node keeps serving the connections it has
+        # (a call in flight answers on its own), says so once, and retries
+        # with a growing pause while new connections wait in the backlog.
+        backoff = 0.0
         while True:
             try:
                 conn, _ = self.listener.accept()
-            except OSError:
-                if self.simulated:
-                    return  # the simulated node was stopped
-                raise
-            threading.Thread(target=self.serve_connection, args=(conn,),
-                             name="disttest-conn", daemon=True).start()
+            except OSError as exc:
+                if exc.errno not in _SHORTAGE:
+                    if self.simulated:
+                        return  # the simulated node was stopped
+                    raise
+                backoff = self._short_of(f"accept() failed: {exc.strerror}", backoff)
+                continue
+            try:
+                threading.Thread(target=self.serve_connection, args=(conn,),
+                                 name="disttest-conn", daemon=True).start()
+            except RuntimeError as exc:  # can't start new thread
+                conn.close()
+                backoff = self._short_of(f"no thread for a connection: {exc}", backoff)
+                continue
+            if backoff:
+                _log("accepting connections again")
+                backoff = 0.0
+
+    def _short_of(self, what: str, backoff: float) -> float:
+        if not backoff:
+            _log(f"{what}: serving the open connections, retrying new ones with back-off")
+        backoff = min(1.0, backoff * 2 or 0.01)
+        time.sleep(backoff)
+        return backoff
 
     def serve_connection(self, conn: socket.socket) -> None:
         if self.simulated:
@@ -321,6 +346,10 @@ def _port_free(host: str, port: int) -> bool:
         return False
     finally:
         sock.close()
+
+
+# accept() errors that mean "not now": descriptors or memory run out.
+_SHORTAGE = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
 
 
 def _log_position() -> int | None:

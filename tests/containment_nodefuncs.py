@@ -44,3 +44,22 @@ def hold_the_gil() -> None:
     sys.stderr.write("holding the GIL\n")
     sys.stderr.flush()
     ctypes.PyDLL(None).read(read_end, buffer, 1)
+
+
+def limit_descriptors(spare: int) -> int:
+    """Lower this process's descriptor limit to what it has open plus ``spare``."""
+    import resource
+
+    used = len(os.listdir("/proc/self/fd"))
+    resource.setrlimit(resource.RLIMIT_NOFILE, (used + spare, resource.getrlimit(
+        resource.RLIMIT_NOFILE)[1]))
+    return used + spare
+
+
+def wait_for_file(path: str, value):
+    """Return ``value`` once ``path`` exists (a call that stays in flight meanwhile)."""
+    import time
+
+    while not os.path.exists(path):
+        time.sleep(0.01)
+    return value

@@ -399,9 +399,40 @@ class RelayedHandshake(unittest.TestCase):
             sock.close()
         self.assertEqual(status, 0, "the relay itself failed")
         self.assertFalse(marker.exists(), "a relayed handshake let another user run code on a node")
-        self.assertIn("failed its MAC", support.wait_for(
-            lambda: "failed its MAC" in node.logs() and node.logs()))
+        support.wait_for(lambda: "failed its MAC" in node.logs())
+        self.assertIn("failed its MAC", node.logs())
         self.assertEqual(node.call(os.getpid), node.pid)  # the node still serves its controller
+
+
+class DescriptorShortage(unittest.TestCase):
+    """Idle connections (or node code leaking files) exhaust a node's descriptors."""
+
+    def test_a_node_out_of_descriptors_keeps_serving_and_loses_no_call(self):
+        from disttest.requirements import Requirement
+        from tests.containment_nodefuncs import limit_descriptors, wait_for_file
+
+        pool = support.make_pool()
+        self.addCleanup(pool.shutdown)
+        node = pool.acquire(Requirement(size=1)).nodes[0]
+        release = Path(tempfile.mkdtemp(prefix="disttest-tests-emfile-")) / "go"
+        self.addCleanup(shutil.rmtree, release.parent, True)
+        in_flight = node.submit(wait_for_file, str(release), "answer")
+        limit = node.call(limit_descriptors, 8)
+
+        idle = []
+        self.addCleanup(lambda: [sock.close() for sock in idle])
+        for _ in range(limit + 20):  # far more than the node can take
+            idle.append(socket.create_connection((node.host, node.process.control_port), 5))
+        support.wait_for(lambda: "accept() failed" in node.logs(), timeout=10)
+        self.assertIn("accept() failed: Too many open files", node.logs())
+
+        release.touch()
+        self.assertEqual(in_flight.result(timeout=30), "answer", "the call in flight was lost")
+        self.assertTrue(node.alive, "the node died of the shortage")
+        for sock in idle:
+            sock.close()
+        self.assertEqual(node.call(os.getpid), node.pid)  # new connections are served again
+        self.assertEqual(node.logs().count("accept() failed"), 1, "logged more than once")
 
 
 if __name__ == "__main__":
