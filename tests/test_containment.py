@@ -71,6 +71,19 @@ class NodeEndsItsDescendants(unittest.TestCase):
         self.assertTrue(support.wait_for(lambda: gone(self.escapees)),
                         f"{self.escapees} outlived their node's restart")
 
+    def test_a_node_restarted_from_a_short_lived_thread_outlives_that_thread(self):
+        # The kernel's parent-death signal follows the creating *thread*: were
+        # the node created on this worker, its end would arm the node's alarm.
+        import signal as signals
+        import threading
+
+        worker = threading.Thread(target=self.node.restart)
+        worker.start()
+        worker.join()
+        self.assertTrue(self.node.alive)
+        self.assertEqual(self.node.call(signals.getitimer, signals.ITIMER_REAL), (0.0, 0.0),
+                         "the node was told its controller died")
+
     def test_stopping_a_cluster_reports_them_as_leaks_and_ends_them(self):
         self.pool.release(self.cluster)
         self.pool.stop(self.cluster)
