@@ -8,7 +8,6 @@ every mistake becomes a ConfigError naming its file and table, variable or optio
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import importlib
 import os
 import sys
@@ -16,17 +15,16 @@ from collections import namedtuple
 TYPE_CHECKING = False  # typing costs milliseconds of every run's start; annotations only
 if TYPE_CHECKING:
     import pathlib
-    from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
+    from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from .environment import detect_ci
 from .errors import ConfigError
+from .settings import (DEFAULTS, DOCS, ENV_PREFIX, FALLBACKS, FIELDS, KEYS, SPECS,
+                       TIMEOUT_KEYS, convert, parse_bool, unknown_setting)
 
 __all__ = ["Config", "CLI_OPTIONS", "DEFAULTS", "DOCS", "ENV_PASSTHROUGH", "ENV_PREFIX",
            "FALLBACKS", "KEYS", "TIMEOUT_KEYS", "format_config", "load_config"]
 
-FALLBACKS = ("skip", "reduce", "simulate", "fail")
-TIMEOUT_KEYS = ("startup_timeout", "cleanup_timeout", "call_timeout")
-ENV_PREFIX = "DISTTEST_"
 #: ``DISTTEST_*`` variables that are not settings (DISTTEST_CI forces CI mode on or off;
 #: DISTTEST_SEED seeds the nemesis; DISTTEST_HISTORY_DIR receives failing histories).
 ENV_PASSTHROUGH = frozenset({"DISTTEST_CI", "DISTTEST_SEED", "DISTTEST_HISTORY_DIR"})
@@ -34,28 +32,10 @@ ENV_PASSTHROUGH = frozenset({"DISTTEST_CI", "DISTTEST_SEED", "DISTTEST_HISTORY_D
 CLI_OPTIONS: Mapping[str, str] = {"reuse_clusters": "--no-reuse",
                                   "keep_clusters_ttl": "--keep-cluster",
                                   "verbose_cluster_logs": "--cluster-debug"}
-_TRUE = frozenset({"true", "yes", "on", "1"})
-_FALSE = frozenset({"false", "no", "off", "0"})
 
 
 def _default_sources() -> Dict[str, str]:
     return {key: "default" for key in KEYS}
-
-
-# Every setting and its default, in the order they are documented.
-_FIELDS: Dict[str, Any] = {
-    "auto_cluster": True, "reuse_clusters": True, "default_cluster_size": 3,
-    "max_cluster_size": 16, "startup_timeout": 30.0, "cleanup_timeout": 10.0,
-    "call_timeout": 30.0, "slow_test_notice": 30.0, "port_range": (20000, 29999), "host": "127.0.0.1",
-    "fallback": None, "startup_retries": 2, "retry_backoff": 0.5, "keep_clusters_ttl": 0.0,
-    "timeout_multiplier": 2.0, "junit_xml": None, "json_report": None,
-    "verbose_cluster_logs": False, "save_cluster_logs": None, "state_dir": None,
-    "durations_file": None, "launcher": "local", "hosts": (), "ssh_options": (),
-    "remote_python": None,
-    # Resolved, not settings:
-    "ci": False, "ci_provider": None, "project_root": None, "config_files": (),
-    "from_ci_profile": frozenset(),  # settings whose value came from a ci table
-}
 
 
 class Config:
@@ -66,13 +46,13 @@ class Config:
     ``sources`` maps each setting to where its value came from.
     """
 
-    __slots__ = tuple(_FIELDS) + ("sources",)
+    __slots__ = tuple(FIELDS) + ("sources",)
 
     def __init__(self, **values: Any) -> None:
-        unknown = set(values) - set(_FIELDS) - {"sources"}
+        unknown = set(values) - set(FIELDS) - {"sources"}
         if unknown:
             raise TypeError(f"Config() got unknown settings: {', '.join(sorted(unknown))}")
-        for name, default in _FIELDS.items():
+        for name, default in FIELDS.items():
             object.__setattr__(self, name, values.get(name, default))
         object.__setattr__(self, "sources", values.get("sources") or _default_sources())
 
@@ -83,7 +63,7 @@ class Config:
     __delattr__ = __setattr__
 
     def _values(self) -> tuple:
-        return tuple(getattr(self, name) for name in _FIELDS)
+        return tuple(getattr(self, name) for name in FIELDS)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Config) and self._values() == other._values()
@@ -92,7 +72,7 @@ class Config:
         return hash(self._values())
 
     def __repr__(self) -> str:
-        return "Config(" + ", ".join(f"{n}={getattr(self, n)!r}" for n in _FIELDS) + ")"
+        return "Config(" + ", ".join(f"{n}={getattr(self, n)!r}" for n in FIELDS) + ")"
 
     @property
     def effective_fallback(self) -> str:
@@ -125,179 +105,16 @@ class Config:
         return Config(**values)
 
 
-# --- converters: return the value or raise ValueError (an _Invalid one says why) ---
-
-class _Invalid(ValueError):
-    """A bad value, with a reason worth showing to the user."""
-
-
-def _bool(value: Any) -> bool:
-    if isinstance(value, bool) or isinstance(value, int) and value in (0, 1):
-        return bool(value)
-    if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
-        return value.strip().lower() in _TRUE
-    raise ValueError("")
-
-
-def _number(kind: type, minimum: float, inclusive: bool = True) -> Callable[[Any], Any]:
-    def convert(value: Any) -> Any:
-        if isinstance(value, str):
-            value = kind(value.strip())  # ValueError for "abc" (and "1.5" for an int)
-        if isinstance(value, bool) or not isinstance(value, int if kind is int else (int, float)):
-            raise ValueError("")
-        finite = value == value and value not in (float("inf"), float("-inf"))
-        if not finite or value < minimum or (value == minimum and not inclusive):
-            raise ValueError("")
-        return kind(value)
-    return convert
-
-
-def _port_range(value: Any) -> Tuple[int, int]:
-    if not isinstance(value, (str, list, tuple)):
-        raise ValueError("")
-    parts = [p.strip() for p in value.split("-")] if isinstance(value, str) else list(value)
-    if len(parts) != 2:
-        raise _Invalid("expected two port numbers, the first and the last")
-    if not all(type(p) is int or isinstance(p, str) and p.isdigit() for p in parts):
-        raise _Invalid("the ports must be whole numbers")
-    low, high = int(parts[0]), int(parts[1])
-    if not (1 <= low <= 65535 and 1 <= high <= 65535):
-        raise _Invalid("ports are numbered from 1 to 65535")
-    if low > high:
-        raise _Invalid(f"the range is reversed: {low} is above {high}")
-    return low, high
-
-
-def _text(choices: Tuple[str, ...] = (), optional: bool = False) -> Callable[[Any], Any]:
-    def convert(value: Any) -> Optional[str]:
-        if optional and (value is None or isinstance(value, str) and not value.strip()):
-            return None  # an empty path or fallback means "not set"
-        if not isinstance(value, str) or not value.strip() or (
-                choices and value.strip().lower() not in choices):
-            raise ValueError("")
-        return value.strip().lower() if choices else value.strip()
-    return convert
-
-
-LAUNCHERS = ("local", "ssh")
-_SSH_OPTIONS_REFUSED = ("-n", "-f", "-N", "-t", "-tt")
-
-
-def _hosts(value: Any) -> Tuple[str, ...]:
-    """A list of SSH hosts (``[user@]host[:port]``), or one comma-separated string."""
-    from disttest.hosts import parse_host  # needed only when set
-
-    if isinstance(value, str):
-        value = [part.strip() for part in value.split(",") if part.strip()]
-    if not isinstance(value, (list, tuple)) or not all(isinstance(h, str) for h in value):
-        raise ValueError("")
-    for spec in value:
-        try:
-            parse_host(spec)
-        except ValueError as exc:
-            raise _Invalid(str(exc)) from None
-    return tuple(spec.strip() for spec in value)
-
-
-def _ssh_options(value: Any) -> Tuple[str, ...]:
-    """Extra ``ssh`` arguments: a list, or one string split the way a shell would."""
-    import shlex
-
-    if isinstance(value, str):
-        try:
-            value = shlex.split(value)
-        except ValueError as exc:
-            raise _Invalid(f"cannot split it into arguments: {exc}") from None
-    if not isinstance(value, (list, tuple)) or not all(isinstance(o, str) and o for o in value):
-        raise ValueError("")
-    refused = [o for o in value if o in _SSH_OPTIONS_REFUSED]
-    if refused:
-        raise _Invalid(f"{refused[0]} would cut the node off from its bootstrap or lifetime")
-    return tuple(value)
-
-
-_BOOL, _PATH, _INT0, _INT1 = "true or false", "a path", "a whole number >= 0", "a whole number > 0"
-_SECONDS, _POSITIVE = "a number of seconds >= 0", "a number of seconds > 0"
-_OPTIONAL_PATH = _text(optional=True)
-# key: (converter, what is allowed, one-line description), in the order they are shown
-_SPECS: Dict[str, Tuple[Callable[[Any], Any], str, str]] = {
-    "auto_cluster": (_bool, _BOOL, "Start clusters for tests automatically; false = manual mode."),
-    "reuse_clusters": (_bool, _BOOL, "Lend an idle compatible cluster to the next test class."),
-    "default_cluster_size": (_number(int, 1), _INT1, "Nodes for a class that sets no size."),
-    "max_cluster_size": (_number(int, 1), _INT1, "Largest cluster disttest will start."),
-    "startup_timeout": (_number(float, 0, False), _POSITIVE, "Seconds to become healthy."),
-    "cleanup_timeout": (_number(float, 0, False), _POSITIVE, "Seconds for nodes to stop."),
-    "call_timeout": (_number(float, 0), _SECONDS + " (0 = none)", "Timeout of a node call."),
-    "slow_test_notice": (_number(float, 0), _SECONDS + " (0 = never)",
-                         "Say which node call a test waits on once it runs this long."),
-    "port_range": (_port_range, 'a range "LOW-HIGH" with 1 <= LOW <= HIGH <= 65535',
-                   "Ports disttest may give to nodes, first-last inclusive."),
-    "host": (_text(), "a non-empty host name or IP address", "Address nodes listen on."),
-    "fallback": (_text(FALLBACKS, optional=True), "one of " + ", ".join(FALLBACKS),
-                 "When a cluster cannot start: skip, reduce, simulate or fail."),
-    "startup_retries": (_number(int, 0), _INT0, "Extra attempts to start a cluster."),
-    "retry_backoff": (_number(float, 0), _SECONDS, "First delay between attempts; doubles."),
-    "keep_clusters_ttl": (_number(float, 0), _SECONDS, "Keep idle clusters this long; 0 = no."),
-    "timeout_multiplier": (_number(float, 0, False), "a number > 0", "Timeout factor in CI."),
-    "junit_xml": (_OPTIONAL_PATH, _PATH, "Write a JUnit XML report to this file."),
-    "json_report": (_OPTIONAL_PATH, _PATH, "Write a JSON report to this file."),
-    "verbose_cluster_logs": (_bool, _BOOL, "Print every cluster operation and node log line."),
-    "save_cluster_logs": (_OPTIONAL_PATH, _PATH, "Copy every node's log into this directory."),
-    "state_dir": (_OPTIONAL_PATH, _PATH, "Where kept clusters are recorded."),
-    "durations_file": (_OPTIONAL_PATH, _PATH,
-                       "Class durations for balancing shards (default: in state_dir)."),
-    "launcher": (_text(LAUNCHERS), "one of " + ", ".join(LAUNCHERS),
-                 "How nodes start: local processes, or over ssh on hosts."),
-    "hosts": (_hosts, 'a list of "[user@]host[:port]" (a comma-separated string in INI '
-                      "files and the environment)", "SSH hosts that nodes go to, round-robin."),
-    "ssh_options": (_ssh_options, 'a list of ssh arguments (one shell-quoted string in INI '
-                                  "files and the environment)", "Extra arguments for ssh."),
-    "remote_python": (_text(optional=True), "an interpreter path on the hosts",
-                      "Python on the hosts (default: this interpreter's path)."),
-}
-KEYS: Tuple[str, ...] = tuple(_SPECS)
-DOCS: Dict[str, str] = {key: spec[2] for key, spec in _SPECS.items()}
-DEFAULTS: Dict[str, Any] = {name: default for name, default in _FIELDS.items()
-                            if name in KEYS}
-
-
 # Converted values from one source (label, values, ci, file); ci layers apply in CI only.
 _Layer = namedtuple("_Layer", "label values ci file", defaults=(False, None))
-
-
-def _unknown(location: str, key: str, env: bool = False, value: Any = None) -> ConfigError:
-    shown = (lambda k: ENV_PREFIX + k.upper()) if env else (lambda k: k)
-    scored = sorted(((difflib.SequenceMatcher(None, key, k).ratio(), k) for k in KEYS),
-                    reverse=True)
-    # The best match, and the next one too when it is nearly as close (ambiguous typos).
-    match = [k for ratio, k in scored[:2] if ratio >= 0.6 and ratio >= scored[0][0] - 0.11]
-    hint = f" (did you mean {' or '.join(shown(m) for m in match)}?)" if match else ""
-    given = f" = {value!r}" if value is not None else ""
-    return ConfigError(f"{location}: unknown setting {shown(key)}{given}{hint}",
-                       steps=[f"valid settings: {', '.join(shown(k) for k in KEYS)}"],
-                       source=location, key=key, suggestion=match[0] if match else None)
-
-
-def _convert(location: str, key: str, raw: Any, base_dir: Optional[str] = None) -> Any:
-    convert, allowed, _ = _SPECS[key]
-    try:
-        value = convert(raw)
-    except (ValueError, TypeError) as exc:
-        raise ConfigError.bad_value(location, key, raw, allowed,
-                                    cause=str(exc) if isinstance(exc, _Invalid) else "") from None
-    if convert is _OPTIONAL_PATH and value is not None:
-        value = os.path.expanduser(value)
-        if base_dir is not None:  # a relative path in a file is relative to that file
-            value = os.path.normpath(os.path.join(base_dir, value))
-    return value
 
 
 def _make_layer(raw: Mapping[str, Any], location: str, path: str, ci: bool = False) -> _Layer:
     values = {}
     for key, value in raw.items():
-        if key not in _SPECS:
-            raise _unknown(location, key, value=value)
-        values[key] = _convert(location, key, value, os.path.dirname(path))
+        if key not in SPECS:
+            raise unknown_setting(location, key, value=value)
+        values[key] = convert(location, key, value, os.path.dirname(path))
     return _Layer(location + (" (CI profile)" if ci else ""), values, ci, path)
 
 
@@ -406,10 +223,10 @@ def _single_layers(items: List[Tuple[str, str, Any]], env: bool = False) -> List
     """One layer per (location, key, raw value) from the environment or the command line."""
     layers = []
     for location, key, raw in items:
-        if key not in _SPECS:
-            raise _unknown(location, key, env, value=raw)
+        if key not in SPECS:
+            raise unknown_setting(location, key, env, value=raw)
         if raw is not None and not (env and not raw.strip()):  # empty variables count as unset
-            layers.append(_Layer(location, {key: _convert(location, key, raw)}))
+            layers.append(_Layer(location, {key: convert(location, key, raw)}))
     return layers
 
 
@@ -421,7 +238,7 @@ def _resolve_ci(ci: Optional[bool], environ: Mapping[str, str]) -> Tuple[bool, O
     elif environ.get("DISTTEST_CI", "").strip():
         source, raw = "environment DISTTEST_CI", environ["DISTTEST_CI"]
         try:
-            on = _bool(raw)
+            on = parse_bool(raw)
         except ValueError:
             raise ConfigError.bad_value(source, "DISTTEST_CI", raw, "1, true, yes or on (CI on), "
                                         "or 0, false, no or off (CI off)") from None

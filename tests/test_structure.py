@@ -190,7 +190,7 @@ LAYERS = [
     ("node side", {"agent", "agent_codec", "agent_kept", "this_node", "coverage_node",
                    "containment", "clusters.protocol", "clusters.lockfiles", "errors"}),
     ("base", {"events", "resources", "environment", "config", "requirements", "hosts",
-              "statefiles", "statedir", "coverage_support", "history", "history.*"}),
+              "settings", "statefiles", "statedir", "coverage_support", "history", "history.*"}),
     ("clusters", {"clusters", "clusters.*"}),
     ("session", {"session", "fallback", "helpers", "watchdog"}),
     ("reports", {"report", "report.*"}),
