@@ -8,6 +8,7 @@ reference cannot drift from the code.
 """
 from __future__ import annotations
 
+import importlib
 import inspect
 import sys
 from pathlib import Path
@@ -93,7 +94,11 @@ def _entry(name: str, obj) -> list[str]:
     kind = "class" if inspect.isclass(obj) else "function"
     lines = [f"### `{name}{_signature(obj) if kind == 'function' else ''}`", ""]
     if kind == "class":
-        bases = ", ".join(b.__qualname__ for b in obj.__bases__ if b is not object)
+        # Bases worth naming: public ones, and the standard library's (not the
+        # private classes a public one is assembled from).
+        public = set(disttest.__all__) | set(importlib.import_module("disttest.tooling").__all__)
+        bases = ", ".join(b.__qualname__ for b in obj.__bases__ if b is not object and (
+            not b.__module__.startswith("disttest") or b.__name__ in public))
         lines[0] = f"### class `{name}`" + (f" ({bases})" if bases else "")
     lines += [_doc(obj), ""]
     for member in MEMBERS.get(name, []):
