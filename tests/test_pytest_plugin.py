@@ -13,6 +13,7 @@ import json
 import re
 import signal
 import tempfile
+import textwrap
 import unittest
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -193,6 +194,59 @@ class SelectionAndOptionTests(unittest.TestCase):
         verbose = self.sample.run(*PLUGIN, "tests/test_small.py", "-v", module="pytest")
         self.assertRegex(verbose.stdout, r"::test_three_nodes \n\[ *[\d.]+s\] disttest: "
                                          r"growing cluster c1-\w+ from 2 to 3 nodes")
+
+
+_XUNIT_MODULE = textwrap.dedent("""
+    import os
+    import disttest
+
+
+    def setup_module():
+        with open(os.environ["SAMPLE_MARKERS"], "a") as f:
+            f.write("setup_module\\n")
+
+
+    class Small(disttest.DistributedTestCase):
+        cluster_size = 1
+
+        def test_small(self):
+            pass
+
+
+    class Big(disttest.DistributedTestCase):
+        cluster_size = 3
+
+        def test_big(self):
+            pass
+    """)
+
+_MIDDLE_MODULE = textwrap.dedent("""
+    import disttest
+
+
+    class Middle(disttest.DistributedTestCase):
+        cluster_size = 2
+
+        def test_middle(self):
+            pass
+    """)
+
+
+@unittest.skipUnless(HAVE_PYTEST, "pytest is not installed")
+class XunitModuleFixtureTests(unittest.TestCase):
+
+    def test_a_module_with_setup_module_is_kept_whole(self):
+        # Sizes 1 and 3 in one module, 2 in another: ordered by size alone the
+        # module would be split around the other one, and set up twice.
+        sample = Sample(self.addCleanup, "empty")
+        (sample.root / "test_a_xunit.py").write_text(_XUNIT_MODULE)
+        (sample.root / "test_b_middle.py").write_text(_MIDDLE_MODULE)
+        run = sample.run(*PLUGIN, "-v", "test_a_xunit.py", "test_b_middle.py", module="pytest")
+        self.assertEqual(run.returncode, 0, run)
+        self.assertEqual(sample.read_lines("markers.txt"), ["setup_module"])
+        self.assertEqual(cluster_starts(run.stdout), 1, run)
+        order = re.findall(r"::(\w+)::", run.stdout)
+        self.assertIn(order, (["Small", "Big", "Middle"], ["Middle", "Small", "Big"]), run)
 
 
 @unittest.skipUnless(HAVE_PYTEST, "pytest is not installed")
