@@ -22,20 +22,31 @@ from tests.test_runner_e2e import Sample
 
 HAVE_COVERAGE = importlib.util.find_spec("coverage") is not None
 
-# A suite run under coverage's own subprocess measurement must not measure
-# the sample runs into the suite's data (nor start coverage twice in them).
-_SUBPROCESS_VARS = ("COVERAGE_PROCESS_START", "COVERAGE_PROCESS_CONFIG")
+# When this suite itself runs under coverage, the sample runs must not
+# inherit its measurement (coverage's subprocess patch would start coverage in
+# them twice) nor its data file and configuration.
+_OUTER_COVERAGE_VARS = ("COVERAGE_PROCESS_START", "COVERAGE_PROCESS_CONFIG", "COVERAGE_FILE",
+                        "COVERAGE_RCFILE")
 _saved: dict = {}
 
 
-def setUpModule():
-    for name in _SUBPROCESS_VARS:
+def hide_outer_coverage() -> None:
+    for name in _OUTER_COVERAGE_VARS:
         if name in os.environ:
             _saved[name] = os.environ.pop(name)
 
 
-def tearDownModule():
+def restore_outer_coverage() -> None:
     os.environ.update(_saved)
+    _saved.clear()
+
+
+def setUpModule():
+    hide_outer_coverage()
+
+
+def tearDownModule():
+    restore_outer_coverage()
     support.shutdown_and_check()
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from tests import support
 from tests.samples_lifecycle.harness import Project
+from tests.test_coverage import hide_outer_coverage, marked_lines, restore_outer_coverage
 from tests.test_runner_e2e import Sample
 
 HAVE_PYTEST = importlib.util.find_spec("pytest") is not None
@@ -29,7 +30,12 @@ PLUGIN = ("-p", "disttest.pytest_plugin", "-p", "no:cacheprovider")
 STARTS = re.compile(r"clusters started: (\d+) \((\d+) node")
 
 
+def setUpModule():
+    hide_outer_coverage()  # the pytest-cov run measures the sample only
+
+
 def tearDownModule():
+    restore_outer_coverage()
     support.shutdown_and_check()
 
 
@@ -373,8 +379,6 @@ class InstalledTests(unittest.TestCase):
 class PytestCovTests(unittest.TestCase):
 
     def test_pytest_cov_reports_lines_run_only_on_nodes(self):
-        from tests.test_coverage import marked_lines
-
         sample = Sample(self.addCleanup, "coverage")
         run = sample.run(*PLUGIN, "--cov=.", "--cov-report=json:cov.json", "test_store.py",
                          module="pytest")
