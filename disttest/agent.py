@@ -60,7 +60,9 @@ class Agent:
             this_node.install_context(self.context)
         self.started = time.time()
         self.last_used = time.monotonic()
-        self.busy = 0
+        # Requests being served: thread id -> when it began (a kept node's idle
+        # clock ignores one running longer than the controller's call_timeout).
+        self.calls: dict[int, float] = {}
         self.kept = None  # an agent_kept.KeptLife once detached (a kept cluster)
         self.spawned: dict[int, dict] = {}
         self.spawn_ids = iter(range(1, 1 << 62))
@@ -128,7 +130,7 @@ class Agent:
                 request = channel.recv()
                 if self.simulated:
                     self.gate.wait()  # a paused simulated node answers nothing
-                self.busy += 1
+                self.calls[threading.get_ident()] = time.monotonic()
                 # Where the log stood when the request came: an error's reply says,
                 # so the controller shows what the node printed during the call.
                 log_start = None if self.simulated else _log_position()
@@ -140,7 +142,7 @@ class Agent:
                 except BaseException as exc:  # reported to the caller, never fatal here
                     reply = (protocol.ERR, _describe(exc) + (log_start,))
                 finally:
-                    self.busy -= 1
+                    del self.calls[threading.get_ident()]
                     self.last_used = time.monotonic()
                 try:
                     payload = pickle.dumps(reply, protocol=pickle.HIGHEST_PROTOCOL)
@@ -269,19 +271,20 @@ class Agent:
                 "spawned_running": sum(1 for r in self.spawned.values() if not r["done"]),
                 "rss_bytes": agent_codec.rss_bytes()}
 
-    def op_detach(self, ttl, lock_paths, record_path, log_path):
-        """Outlive the controller: take over the port locks, end after ``ttl`` idle seconds."""
+    def op_detach(self, ttl, lock_paths, record_path, log_path, call_timeout):
+        """Outlive the controller: take over the port locks, end after ``ttl`` idle
+        seconds (a request running over ``call_timeout`` counts as idle)."""
         global _detached
         self.last_used = time.monotonic()
         if self.kept is not None:  # kept again by a later run: only the TTL changes
-            self.kept.ttl = ttl
+            self.kept.ttl, self.kept.call_timeout = ttl, call_timeout
             return
         from disttest.agent_kept import KeptLife
 
         _detached = True
         containment.outlive_controller()
         self.kept = KeptLife(self, _log, _exit)
-        self.kept.start(ttl, lock_paths, record_path, log_path)
+        self.kept.start(ttl, lock_paths, record_path, log_path, call_timeout)
 
     def op_attach(self):
         """A controller adopted this kept node again: the idle clock restarts."""

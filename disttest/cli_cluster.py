@@ -13,6 +13,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from disttest import resources
 from disttest.clusters import kept
 from disttest.clusters.registry import Registry, is_agent, owner_alive, pid_alive, same_process
 from disttest.errors import ConfigError
@@ -104,11 +105,16 @@ def cmd_status(args, config) -> int:
         rows.append(f"  {record['name']:<14} {len(pids):>4} {_age(time.time() - record['created']):>6} "
                     f"{_age(time.time() - record['last_used']):>6} {alive:>5}/{len(pids):<3} "
                     f"{_memory(pids):>9}  {state}; ports {ports}")
-    if not rows:
+    orphans = registry.unrecorded_nodes()
+    if not rows and not orphans:
         print("no kept clusters (start one: python -m disttest cluster start --size 3)")
         return 0
-    print(f"  {'name':<14} {'size':>4} {'age':>6} {'idle':>6} {'alive':>9} {'memory':>9}")
-    print("\n".join(rows))
+    if rows:
+        print(f"  {'name':<14} {'size':>4} {'age':>6} {'idle':>6} {'alive':>9} {'memory':>9}")
+        print("\n".join(rows))
+    for pid in orphans:
+        print(f"  kept node process {pid} is alive but no record names it "
+              "(remove it: python -m disttest cluster clean)")
     return 0
 
 
@@ -194,6 +200,10 @@ def cmd_clean(args, config) -> int:
             stopped = kept.stop_record(record, config.cleanup_timeout)
             path.unlink(missing_ok=True)
             removed.append(f"cluster {record['name']} ({len(stopped)} live node(s) stopped)")
+        for pid in registry.unrecorded_nodes():
+            # Ours (it holds this private registry open) and found by nothing else.
+            resources.kill_all([pid, *resources.process_tree(pid)])
+            removed.append(f"kept node process {pid} that no record names")
     # Node processes whose controller is gone and that no record names.
     me = os.getuid()
     open_logs = set()

@@ -435,5 +435,61 @@ class DescriptorShortage(unittest.TestCase):
         self.assertEqual(node.logs().count("accept() failed"), 1, "logged more than once")
 
 
+class StuckKeptNodes(unittest.TestCase):
+
+    def test_a_kept_node_with_a_stuck_call_still_expires(self):
+        project = Project(self, "stuck", env={"DISTTEST_CALL_TIMEOUT": "1"})
+        run = project.run("--keep-cluster", env={"DISTTEST_KEEP_CLUSTERS_TTL": "1"})
+        self.assertEqual(run.returncode, 0, run)
+        [record] = project.records()
+        pids = [node["pid"] for node in record["nodes"]]
+        self.assertEqual(sorted(pids), sorted(map(int, project.marker("pids"))))
+        self.assertEqual(alive(pids), pids)
+        # The stuck call counts as idle once call_timeout (1s) has passed: both
+        # nodes end after their TTL, and the record goes with the last one.
+        self.assertTrue(support.wait_for(lambda: not alive(pids), timeout=15),
+                        f"kept nodes {alive(pids)} did not expire")
+        self.assertTrue(support.wait_for(lambda: project.records() == [], timeout=3),
+                        project.records())
+
+    def test_a_kept_node_whose_record_is_gone_is_found_and_removed(self):
+        project = Project(self, "keep")
+        run = project.run("--keep-cluster")
+        self.assertEqual(run.returncode, 0, run)
+        [record] = project.records()
+        pids = [node["pid"] for node in record["nodes"]]
+        for pid in pids:
+            self.addCleanup(kill_quietly, pid)
+        project.record_paths()[0].unlink()  # as an expiring sibling once did
+
+        status = project.cluster("status")
+        self.assertEqual(status.returncode, 0, status)
+        for pid in pids:
+            self.assertIn(f"kept node process {pid} is alive but no record names it", status.stdout)
+        clean = project.cluster("clean")
+        self.assertEqual(clean.returncode, 0, clean)
+        for pid in pids:
+            self.assertIn(f"removed kept node process {pid} that no record names", clean.stdout)
+        self.assertTrue(support.wait_for(lambda: not alive(pids)), alive(pids))
+
+    def test_another_registrys_kept_nodes_are_left_alone(self):
+        mine, theirs = Project(self, "keep"), Project(self, "keep")
+        run = theirs.run("--keep-cluster")
+        self.assertEqual(run.returncode, 0, run)
+        pids = theirs.kept_pids()
+        status = mine.cluster("status")
+        self.assertIn("no kept clusters", status.stdout)
+        clean = mine.cluster("clean")
+        self.assertEqual(clean.returncode, 0, clean)
+        self.assertEqual(alive(pids), pids, "another state directory's kept nodes were stopped")
+
+
+def kill_quietly(pid: int) -> None:
+    try:
+        os.kill(pid, 9)
+    except OSError:
+        pass
+
+
 if __name__ == "__main__":
     unittest.main()

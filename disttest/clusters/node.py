@@ -308,9 +308,10 @@ class Node(NodeRPC):
     def detach(self, ttl: float, lock_paths: list[str], record_path: str,
                timeout: float = 5.0) -> None:
         """Let the node outlive this process: it takes over ``lock_paths`` and
-        ends itself after ``ttl`` idle seconds (a kept cluster)."""
+        ends itself after ``ttl`` idle seconds (a kept cluster); a call still
+        running after this node's call_timeout does not keep it alive."""
         self._request("detach", ttl, list(lock_paths), record_path, str(self.log_path),
-                      timeout=timeout)
+                      self.call_timeout, timeout=timeout)
 
     def attach(self, timeout: float = 5.0) -> int:
         """Tell a kept node it is in use again; returns its pid."""

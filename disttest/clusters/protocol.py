@@ -97,7 +97,7 @@ OPS = {
     "stacks": ((), "[(thread name, stack text)] of the node's threads that run code outside "
                "disttest (what a call that does not answer is waiting on)"),
     "info": ((), "a dict: pid, name, ports, uptime_s, threads, spawned_running, rss_bytes"),
-    "detach": (("ttl", "lock_paths", "record_path", "log_path"), "None"),
+    "detach": (("ttl", "lock_paths", "record_path", "log_path", "call_timeout"), "None"),
     "attach": ((), "the node's pid"),
     "shutdown": ((), "None"),
 }

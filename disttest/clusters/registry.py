@@ -150,6 +150,37 @@ class Registry:
         except FileNotFoundError:
             pass
 
+    def unrecorded_nodes(self) -> list[int]:
+        """Live kept nodes of this registry that no record names (their record
+        was removed while they lived): nothing else would ever find them.
+
+        A kept node holds its registry's directory open (agent_kept.py), so
+        /proc/<pid>/fd says which registry it belongs to; a node of another
+        state directory, or of another user, is never listed.
+        """
+        import psutil
+
+        recorded = {node["pid"] for _path, record in self.records() for node in record["nodes"]}
+        mine = os.path.realpath(self.dir)
+        found = []
+        for proc in psutil.process_iter(["pid", "uids", "cmdline"]):
+            pid = proc.info["pid"]
+            try:
+                if (pid in recorded or proc.info["uids"].real != os.getuid()
+                        or "disttest.agent" not in " ".join(proc.info["cmdline"] or ())):
+                    continue
+                fds = os.listdir(f"/proc/{pid}/fd")
+            except (OSError, TypeError, AttributeError):
+                continue
+            for fd in fds:
+                try:
+                    if os.readlink(f"/proc/{pid}/fd/{fd}") == mine:
+                        found.append(pid)
+                        break
+                except OSError:
+                    continue
+        return found
+
     def reserved_ports(self) -> set[int]:
         """Ports of kept clusters whose nodes still live: never hand them out."""
         ports: set[int] = set()
