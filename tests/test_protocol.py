@@ -315,7 +315,8 @@ class DeclaredOpsTests(unittest.TestCase):
             "spawn_status": ("spawn_id", "wait", "reads_error"), "spawn_failures": (),
             "configure": ("settings",),
             "reset": ("timeout",), "coverage_save": (), "info": (), "stacks": (),
-            "detach": ("ttl", "lock_paths", "record_path", "log_path"), "attach": (),
+            "detach": ("ttl", "lock_paths", "record_path", "log_path", "call_timeout"),
+            "attach": (),
             "shutdown": ()})
         for name, (_, reply) in protocol.OPS.items():
             self.assertTrue(reply, name)
