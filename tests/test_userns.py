@@ -135,6 +135,17 @@ class UnprivilegedRunTests(unittest.TestCase):
         self.assertTrue(all(c["network_reason"].startswith("auto: not root")
                             for c in report["clusters"]))
 
+    def test_the_network_level_tests_pass_as_an_ordinary_user(self):
+        project = Project(self)
+        argv, more = unprivileged.command(
+            [sys.executable, "-m", "unittest", "-v", "tests.test_userns_network"], project.tmp)
+        done = subprocess.run(argv, cwd=REPO, env={**project.environ(), **more},
+                              capture_output=True, text=True, timeout=600)
+        self.assertEqual(done.returncode, 0, done.stdout + done.stderr)
+        self.assertRegex(done.stderr, r"Ran (1[5-9]|[2-9]\d) tests")
+        self.assertNotIn("skipped", done.stderr)
+        self.assertRegex(done.stderr, r"\nOK\n")
+
     def test_a_killed_runner_leaves_no_namespace_and_no_process(self):
         project = Project(self, {"test_blocking.py": BLOCKING})
         marker = project.tmp / "home" / "marker"

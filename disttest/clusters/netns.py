@@ -217,6 +217,14 @@ class NetnsNetwork(FaultRules):
             self._addresses[key] = target
             return target
 
+    def routes(self, node: Any, table: str | int = "main") -> list[str]:
+        """The routes in ``table`` of ``node``'s namespace, as ``ip route show`` lists them
+        (to see what the faults did; an empty table lists nothing)."""
+        self._check_node(node_name(node), "routes")
+        listing = self._host.run(["ip", "-n", self._nodes[node_name(node)].namespace, "route",
+                                  "show", "table", str(table)], check=False)
+        return [line.strip() for line in listing.splitlines() if line.strip()]
+
     def dial(self, address: tuple[str, int], timeout: float | None = None) -> socket.socket:
         """A TCP connection from this process to ``address`` (a node's address)."""
         return self._host.dial(address, timeout)
