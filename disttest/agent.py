@@ -438,6 +438,11 @@ def main() -> None:
          f"serving on {agent.host}:{port}")
     threading.Thread(target=_watch_stdin, args=(stdin,), name="disttest-stdin",
                      daemon=True).start()
+    # Built in and cheap: a crash in C code (SIGSEGV, SIGBUS, SIGABRT, ...) leaves
+    # the Python traceback of every thread in the node's log (its stderr).
+    import faulthandler
+
+    faulthandler.enable(all_threads=True)
     problem = containment.contain(boot.get("controller_pid"))
     if problem:
         _log(f"{problem}: processes started by node code may outlive it")

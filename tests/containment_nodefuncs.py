@@ -63,3 +63,10 @@ def wait_for_file(path: str, value):
     while not os.path.exists(path):
         time.sleep(0.01)
     return value
+
+
+def crash_in_c() -> None:
+    """A segmentation fault in C code, as a buggy extension would cause."""
+    import ctypes
+
+    ctypes.string_at(0)

@@ -14,6 +14,8 @@ import random
 import shutil
 import socket
 import stat
+import subprocess
+import sys
 import tempfile
 import unittest
 from pathlib import Path
@@ -482,6 +484,65 @@ class StuckKeptNodes(unittest.TestCase):
         clean = mine.cluster("clean")
         self.assertEqual(clean.returncode, 0, clean)
         self.assertEqual(alive(pids), pids, "another state directory's kept nodes were stopped")
+
+
+class SmallerItems(unittest.TestCase):
+
+    def test_a_segfaulting_node_leaves_its_traceback_in_its_log(self):
+        from disttest.errors import DisttestError
+        from disttest.requirements import Requirement
+        from tests.containment_nodefuncs import crash_in_c
+
+        pool = support.make_pool()
+        self.addCleanup(pool.shutdown)
+        node = pool.acquire(Requirement(size=1)).nodes[0]
+        with self.assertRaises(DisttestError) as caught:
+            node.call(crash_in_c)
+        self.assertIn("SIGSEGV", str(caught.exception))
+        log = node.logs()
+        self.assertIn("Fatal Python error: Segmentation fault", log)
+        self.assertIn("in crash_in_c", log)
+
+    def test_a_read_only_state_directory_with_keep_cluster(self):
+        require_root()
+        if not shutil.which("unshare"):
+            self.skipTest("a read-only state directory is made with unshare -m and a "
+                          "read-only bind mount: unshare is not installed")
+        project = Project(self, "keep")
+        project.state.mkdir()
+        script = (f'mount --bind "$STATE" "$STATE" && mount -o remount,ro,bind "$STATE" '
+                  f'&& exec "{sys.executable}" -m disttest --keep-cluster')
+        env = project.env({"STATE": str(project.state)})
+        done = subprocess.run(["unshare", "-m", "sh", "-c", script], cwd=project.root,
+                              env=env, capture_output=True, text=True, timeout=60)
+        if "mount:" in done.stderr and "Ran" not in done.stderr:
+            self.skipTest(f"cannot make a read-only bind mount here: {done.stderr.strip()}")
+        output = done.stdout + done.stderr
+        self.assertEqual(done.returncode, 0, output)
+        self.assertNotIn("Traceback", output)
+        self.assertIn("Ran 1 test", output)
+        self.assertIn(f"clusters are not kept: the state directory {project.state} is not "
+                      "writable (Read-only file system)", output)
+        self.assertIn("OK", output)
+        self.assertEqual(list(project.state.iterdir()), [])
+
+    def test_the_proxy_says_when_it_listens_beyond_loopback(self):
+        from disttest.clusters import network
+        from disttest.events import EventBus
+
+        for host, says in (("0.0.0.0", "every interface"), ("127.0.0.1", None),
+                           ("::1", None)):
+            with self.subTest(host=host):
+                events = EventBus()
+                warnings = []
+                events.subscribe(lambda e: e.kind == "warning" and warnings.append(e.message))
+                proxy = network.make("proxy", "c1-test", host, events)
+                self.addCleanup(proxy.close)
+                if says is None:
+                    self.assertEqual(warnings, [])
+                else:
+                    [warning] = warnings
+                    self.assertIn(f"the network proxy listens on {host} ({says})", warning)
 
 
 def kill_quietly(pid: int) -> None:

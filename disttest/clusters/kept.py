@@ -39,6 +39,11 @@ def keep(pool, ttl: float, name: str | None = None, pinned: bool = False,
     """
     registry: Registry = pool.registry
     kept = []
+    problem = registry.writable_problem()
+    if problem:  # checked before any node is told to outlive this run
+        pool.events.emit("warning", message=f"clusters are not kept: {problem}; "
+                         "set state_dir (DISTTEST_STATE_DIR) to a writable directory")
+        return kept
     candidates = only if only is not None else pool.entries
     for entry in [e for e in candidates if not e.busy and not e.fresh and not e.simulated]:
         if entry.hosts or entry.faults is not None:
@@ -103,10 +108,10 @@ def adopt(pool, requirement):
     Check, verify and save happen under the registry's lock: of concurrent
     runs, exactly one takes a kept cluster, and the others see its owner.
     """
-    if requirement.simulated:
-        return None
-    with pool.registry.locked():
-        return _adopt(pool, requirement)
+    if requirement.simulated or not pool.registry.dir.is_dir():
+        return None  # nothing was ever kept here
+    with pool.registry.locked() as locked:
+        return _adopt(pool, requirement) if locked else None
 
 
 def _adopt(pool, requirement):

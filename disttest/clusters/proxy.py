@@ -50,6 +50,19 @@ from disttest.clusters.proxy_streams import closed_error
 __all__ = ["ProxyNetwork", "NetworkFaultError", "MODES"]
 
 
+def beyond_loopback(host: str) -> str | None:
+    """How far beyond this machine an address listens, or None for loopback."""
+    import ipaddress
+
+    try:
+        address = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return "a name, which may resolve to any interface"
+    if address.is_loopback:
+        return None
+    return "every interface" if address.is_unspecified else "a non-loopback interface"
+
+
 class ProxyNetwork(FaultRules):
     """All proxies of one cluster, and the faults currently applied.
 
@@ -78,6 +91,12 @@ class ProxyNetwork(FaultRules):
         self._loop: ProxyLoop | None = None  # started by the first route
         self._bypasses: set[tuple[str, str, str, int]] = set()  # warned about already
         self._closed = False
+        reach = beyond_loopback(host)
+        if reach and events is not None:
+            events.emit("warning", message=(
+                f"the network proxy listens on {host} ({reach}): other machines can connect "
+                "to the nodes' proxied ports, unauthenticated; set host = \"127.0.0.1\" "
+                "unless the nodes must be reached from elsewhere"))
 
     # -- routes ------------------------------------------------------------------
     def add_node(self, node: Any) -> None:

@@ -95,16 +95,31 @@ class Registry:
         """Hold the registry's lock (blocking): adopting a kept cluster -- check its
         owner, verify its nodes, save this run as the owner -- and deciding what
         ``cluster stop``/``clean`` may stop happen under it, so two processes
-        never both take the same cluster."""
+        never both take the same cluster. Yields False, holding nothing, when the
+        state directory cannot be written (then nothing can be adopted or kept)."""
         import fcntl
 
-        fd = os.open(self._ensure() / ".lock",
-                     os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        try:
+            fd = os.open(self._ensure() / ".lock",
+                         os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        except OSError:
+            yield False
+            return
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
+            yield True
         finally:
             os.close(fd)  # drops the lock
+
+    def writable_problem(self) -> str | None:
+        """Why records cannot be written here, or None when they can."""
+        try:
+            probe = self._ensure() / f".probe{os.getpid()}"
+            os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o600))
+            os.unlink(probe)
+        except OSError as exc:
+            return f"the state directory {self.dir.parent} is not writable ({exc.strerror})"
+        return None
 
     def path(self, cluster_id: str) -> Path:
         return self.dir / f"{cluster_id}.json"
