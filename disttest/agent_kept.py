@@ -131,6 +131,11 @@ class KeptLife:
                               if n.get("pid") != os.getpid()]
             except (OSError, ValueError, AttributeError):
                 others = []
+            # A sibling that ended just before us may still look alive for a
+            # moment (its files closed, its exit not yet complete): give it one.
+            deadline = time.monotonic() + 1.0
+            while any(_alive(pid) for pid in others) and time.monotonic() < deadline:
+                time.sleep(0.02)
             if not any(_alive(pid) for pid in others):
                 try:
                     os.unlink(path)
