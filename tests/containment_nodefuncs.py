@@ -70,3 +70,10 @@ def crash_in_c() -> None:
     import ctypes
 
     ctypes.string_at(0)
+
+
+def ignore_sigterm() -> None:
+    """Ignore SIGTERM process-wide (signal.signal works on the main thread only)."""
+    import ctypes
+
+    ctypes.CDLL(None).signal(15, ctypes.c_void_p(1))  # SIG_IGN

@@ -544,6 +544,43 @@ class SmallerItems(unittest.TestCase):
                     [warning] = warnings
                     self.assertIn(f"the network proxy listens on {host} ({says})", warning)
 
+    def test_cluster_stop_waits_one_clean_up_timeout_not_one_per_node(self):
+        import time
+
+        from disttest.clusters.pool import ClusterPool
+        from disttest.config import load_config
+        from disttest.requirements import Requirement
+        from tests.containment_nodefuncs import ignore_sigterm
+
+        state = tempfile.mkdtemp(prefix="disttest-tests-state-")
+        self.addCleanup(shutil.rmtree, state, True)
+        timeout = 2.0
+        pool = support.track_pool(ClusterPool(load_config(support.REPO).replace(
+            state_dir=state, cleanup_timeout=timeout)))
+        self.addCleanup(pool.shutdown)
+        cluster = pool.acquire(Requirement(size=3))
+        cluster.call_all(ignore_sigterm)  # each node makes `cluster stop` wait for it
+        pids = [node.pid for node in cluster.nodes]
+        for pid in pids:
+            self.addCleanup(kill_quietly, pid)
+        pool.release(cluster)
+        self.assertEqual(len(pool.keep(60.0)), 1)
+
+        def cluster_command(*args) -> float:
+            started = time.monotonic()
+            done = support.run_python(["-m", "disttest", "cluster", *args],
+                                      env={"DISTTEST_STATE_DIR": state,
+                                           "DISTTEST_CLEANUP_TIMEOUT": str(timeout)})
+            self.assertEqual(done.returncode, 0, done.stdout + done.stderr)
+            return time.monotonic() - started
+
+        baseline = cluster_command("status")  # the same command, with nothing to wait for
+        elapsed = cluster_command("stop", "--all")
+        self.assertTrue(support.wait_for(lambda: not alive(pids)), alive(pids))
+        # Each node ignores SIGTERM: one after another, stopping took 3 timeouts.
+        self.assertLess(elapsed - baseline, 2 * timeout,
+                        f"cluster stop took {elapsed:.1f}s (status: {baseline:.1f}s)")
+
 
 def kill_quietly(pid: int) -> None:
     try:
