@@ -64,9 +64,8 @@ class Agent:
         # clock ignores one running longer than the controller's call_timeout).
         self.calls: dict[int, float] = {}
         self.kept = None  # an agent_kept.KeptLife once detached (a kept cluster)
-        self.spawned: dict[int, dict] = {}
-        self.spawn_ids = iter(range(1, 1 << 62))
-        self.lock = threading.Lock()
+        self.spawns = None  # an agent_spawn.SpawnedWork from the first spawn on
+        self.spawns_lock = threading.Lock()
         # The requests this node serves: exactly those protocol.OPS declares.
         self.handlers = {name: getattr(self, "op_" + name) for name in protocol.OPS}
         self.listener = socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET)
@@ -182,52 +181,23 @@ class Agent:
         self.context.configure(settings)
 
     def op_spawn(self, fn, args, kwargs):
-        spawn_id = next(self.spawn_ids)
-        record = {"fn": getattr(fn, "__qualname__", repr(fn)), "done": False,
-                  "error": None, "result": None, "seen": False}
-
-        def run():
-            if self.simulated:
-                this_node.install_context(self.context, thread_local=True)
-            try:
-                record["result"] = fn(*args, **kwargs)
-            except BaseException as exc:
-                record["error"] = error = _describe(exc)
-                # In the log when it happens, next to what the node printed then.
-                _log(f"spawned {record['fn']} (job {spawn_id}) failed:\n"
-                     + (error[2] or f"{error[0]}: {error[1]}").rstrip())
-            finally:
-                record["done"] = True
-
-        record["thread"] = threading.Thread(target=run, name=f"disttest-spawn-{spawn_id} "
-                                            f"({record['fn']})",
-                                            daemon=True)
-        with self.lock:
-            self.spawned[spawn_id] = record
-        record["thread"].start()
-        return spawn_id
+        return self.spawned_work().start(fn, args, kwargs)
 
     def op_spawn_status(self, spawn_id, wait, reads_error):
-        record = self.spawned.get(spawn_id)
-        if record is None:
-            return (protocol.SPAWN_GONE, None)
-        if wait:
-            record["thread"].join(wait)
-        if not record["done"]:
-            return (protocol.SPAWN_RUNNING, None)
-        if record["error"] is not None:
-            record["seen"] = record["seen"] or reads_error  # read: not reported again
-            return (protocol.SPAWN_ERROR, record["error"])
-        return (protocol.SPAWN_DONE, record["result"])
+        return self.spawned_work().status(spawn_id, wait, reads_error)
 
     def op_spawn_failures(self):
-        failures = []
-        with self.lock:
-            for spawn_id, record in self.spawned.items():
-                if record["done"] and record["error"] is not None and not record["seen"]:
-                    record["seen"] = True
-                    failures.append((spawn_id, record["fn"], record["error"]))
-        return failures
+        return self.spawns.failures() if self.spawns is not None else []
+
+    def spawned_work(self):
+        """The node's spawned work (agent_spawn is imported on the first spawn)."""
+        if self.spawns is None:
+            from disttest.agent_spawn import SpawnedWork
+
+            with self.spawns_lock:
+                if self.spawns is None:
+                    self.spawns = SpawnedWork(self.context, self.simulated, _describe, _log)
+        return self.spawns
 
     def op_reset(self, timeout):
         """Give the node back clean: (the problems that stop that, ports still busy)."""
@@ -235,8 +205,7 @@ class Agent:
         busy: list = []
         problems = self.run_reset_callbacks(timeout)
         deadline = time.monotonic() + timeout
-        with self.lock:
-            records, self.spawned = list(self.spawned.values()), {}
+        records = self.spawns.take_all() if self.spawns is not None else []
         for record in records:
             record["thread"].join(max(0.0, deadline - time.monotonic()))
             if record["thread"].is_alive():
@@ -268,7 +237,7 @@ class Agent:
 
         return {"pid": os.getpid(), "name": self.context.name, "ports": dict(self.context.ports),
                 "uptime_s": time.time() - self.started, "threads": threading.active_count(),
-                "spawned_running": sum(1 for r in self.spawned.values() if not r["done"]),
+                "spawned_running": self.spawns.running() if self.spawns is not None else 0,
                 "rss_bytes": agent_codec.rss_bytes()}
 
     def op_detach(self, ttl, lock_paths, record_path, log_path, call_timeout):
