@@ -264,7 +264,7 @@ class PartitionTests(NetnsTestCase):
         self.assertDropped("c", "a")
         self.assertEqual(self.trip(inside)[0], "ping")
         self.assertWorks("c", "b")
-        with socket.create_connection((self.stands["a"].host, PORT), timeout=2):
+        with self.net.dial((self.stands["a"].host, PORT), timeout=2):
             pass  # the controller is never cut off
 
     def test_reject_partition_fails_new_connections_and_aborts_open_ones(self):

@@ -267,6 +267,7 @@ class NetnsNetwork(FaultRules):
         self._resources.nodes.append(node)  # close() removes it even if a step below fails
         try:
             self._host.run(["ip", "netns", "add", node.namespace])
+            self._host.prepare_namespace(node.namespace)
             self._ip([f"link add {node.veth} type veth peer name eth0 netns {node.namespace}",
                       f"link set {node.veth} alias {self._alias}",
                       f"link set {node.veth} master {self.bridge}",

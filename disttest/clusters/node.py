@@ -108,8 +108,8 @@ class Node(NodeRPC):
         """A TCP connection from the test process to the node's ``name`` port.
 
         Works in every network mode, also ``userns``, where the node's address is
-        in a namespace the test process is not in (the socket is made there):
-        never dial ``address()`` from the test process in that mode. ``timeout`` bounds the connect and becomes the socket's timeout.
+        in a namespace the test process is not in (the socket is made there;
+        ``address()`` dialed from the test process reaches its own loopback). ``timeout`` bounds the connect and becomes the socket's timeout.
         """
         return self._dial(self.address(name), timeout)
 

@@ -15,7 +15,8 @@ Things that don't work, and what is done instead:
   (clusters/userns_hub.py) and runs commands for the controller; node
   processes enter them with ``nsenter`` before the agent starts.
 * The test process cannot reach a node's address: the bridge is in the hub
-  namespace, not in the machine's. Solution: the hub makes sockets in its
+  namespace, not in the machine's. (The addresses are loopback ones, so one
+  dialed by mistake stays on the machine.) Solution: the hub makes sockets in its
   namespace and passes their descriptors back; ``Node.connect()`` and the
   controller's own calls connect through them, at the cost of one request to
   the hub per new connection and none per byte.
@@ -48,7 +49,13 @@ from disttest.errors import ClusterStartError
 
 __all__ = ["UserHost", "unavailable", "SUBNET"]
 
-SUBNET = ipaddress.ip_network("10.214.0.0/24")  # private to each network's hub: never clashes
+# Loopback addresses, routed between the namespaces (route_localnet): private to
+# each hub, and to the machine they are its own loopback, so a test that dials a
+# node's address by mistake reaches this machine, never another one.
+SUBNET = ipaddress.ip_network("127.214.0.0/24")
+LOCALNET = ("ip link set lo up && ip addr del 127.0.0.1/8 dev lo && "
+            "ip addr add 127.0.0.1/32 dev lo && "
+            "echo 1 > /proc/sys/net/ipv4/conf/all/route_localnet")
 START_TIMEOUT = 30.0
 _HUB = str(Path(__file__).with_name("userns_hub.py"))
 _UNSHARE = ["--user", "--map-root-user", "--net", "--mount", "--propagation", "private"]
@@ -127,6 +134,11 @@ class UserHost:
         if check and reply["rc"]:
             raise CommandError(" ".join(argv), (reply["err"] or reply["out"]).strip())
         return reply["out"]
+
+    def prepare_namespace(self, namespace: str) -> None:
+        """Let ``namespace`` route the loopback addresses of SUBNET on its links: its own
+        loopback keeps only 127.0.0.1, and route_localnet lets 127.x leave on eth0."""
+        self.run(["ip", "netns", "exec", namespace, "sh", "-c", LOCALNET])
 
     def subnet_lock(self):
         return contextlib.nullcontext()  # the subnet is private to this hub

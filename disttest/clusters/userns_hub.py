@@ -74,7 +74,13 @@ def _prepare() -> None:
     _run([_tool("mount"), "-t", "tmpfs", "-o", "mode=755", "disttest", target])
     if target == "/run":
         os.mkdir("/run/netns")
+    # The hub's addresses are loopback addresses of 127.214.0.0/24 (clusters/userns.py):
+    # its own loopback keeps 127.0.0.1 only, and route_localnet routes the others.
     _run([_tool("ip"), "link", "set", "lo", "up"])
+    _run([_tool("ip"), "addr", "del", "127.0.0.1/8", "dev", "lo"])
+    _run([_tool("ip"), "addr", "add", "127.0.0.1/32", "dev", "lo"])
+    with open("/proc/sys/net/ipv4/conf/all/route_localnet", "w") as f:
+        f.write("1")
 
 
 def _handle(request: dict) -> tuple[dict, list[int]]:
