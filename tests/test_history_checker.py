@@ -9,6 +9,7 @@ changed operation as the one that cannot be placed.
 from __future__ import annotations
 
 import math
+import os
 import random
 import unittest
 
@@ -172,6 +173,25 @@ class HandWrittenHistories(unittest.TestCase):
         self.assertEqual(result.result, "unknown")
         self.assertIsNone(result.valid)
         self.assertIn("time limit", result.reason)
+
+    def test_an_undecided_check_fails_the_assertion_unless_allowed(self):
+        import tempfile
+
+        from disttest.history.assertions import NonLinearizableError, assert_linearizable
+
+        rows = [(c, "write", None, c, None, "ok", 0, 100) for c in range(14)]
+        rows += [(20 + c, "read", None, None, c, "ok", 0, 100) for c in range(14)]
+        rows += [(40, "read", None, None, 99, "ok", 101, 102)]
+        history = _events(*rows)
+        with tempfile.TemporaryDirectory() as tmp:
+            with self.assertRaises(NonLinearizableError) as caught:
+                assert_linearizable(history, Register(), timeout=0, name="t", directory=tmp)
+            self.assertIn("linearizability against Register is unknown", str(caught.exception))
+            self.assertIn("time limit of 0s", str(caught.exception))
+            self.assertEqual(sorted(os.listdir(tmp)), ["t.html", "t.json"])
+            result = assert_linearizable(history, Register(), timeout=0, allow_unknown=True,
+                                         directory=tmp)
+            self.assertEqual(result.result, "unknown")
 
     def test_an_unknown_operation_name_is_an_error_naming_the_model(self):
         history = _events((0, "wrtie", None, 1, None, "ok", 0, 1))

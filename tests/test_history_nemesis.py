@@ -26,6 +26,18 @@ def whoami():
     return this_node.name
 
 
+def record_on_node(count):
+    """Runs on a node: a client there records into its own History."""
+    from disttest import this_node
+    from disttest.history.recorder import History
+
+    history = History()
+    for i in range(count):
+        with history.op(this_node.name, "write", i, key=this_node.name):
+            this_node.state[this_node.name] = i
+    return history.events()
+
+
 class NemesisOnRealClusters(support.LeakCheckMixin, unittest.TestCase):
     @classmethod
     def setUpClass(cls):
@@ -107,6 +119,23 @@ class NemesisOnRealClusters(support.LeakCheckMixin, unittest.TestCase):
         self.assertEqual(history.meta["seed"], 3)
         self.assertTrue(all(op.status == "ok" for op in operations(history)))
 
+    def test_nodes_record_and_the_test_merges_their_histories(self):
+        from disttest.history.checker import check_linearizable
+        from disttest.history.models import KVMap
+
+        history = History()
+        with history.op("test", "read", key="node-0") as op:
+            op.ok(None)
+        for events in self.direct.call_all(record_on_node, 50):
+            history.merge(events)
+        ops = operations(history)
+        self.assertEqual(len(ops), 1 + 3 * 50)
+        self.assertEqual(len({op.id for op in ops}), len(ops))
+        self.assertEqual({op.process for op in ops}, {"test", "node-0", "node-1", "node-2"})
+        # One clock for every process of the machine: the test's read came first.
+        self.assertEqual(ops[0].process, "test")
+        self.assertEqual(check_linearizable(history, KVMap()).result, "ok")
+
     def test_an_error_in_the_nemesis_reaches_the_test(self):
         def broken(node):
             raise RuntimeError("could not start the service")
@@ -158,7 +187,12 @@ class SeedEndToEnd(unittest.TestCase):
         html = histories / f"{name}.html"
         saved = histories / f"{name}.json"
         self.assertIn(f"html {html}", out)
-        self.assertIn("<svg", html.read_text())
+        page = html.read_text()
+        self.assertIn("<svg", page)
+        self.assertIn('class="failed', page)     # the read no order explains
+        self.assertIn('class="window"', page)    # its window, highlighted
+        self.assertIn('class="fault"', page)     # the pauses, as bands
+        self.assertNotIn("<script", page)        # self-contained
         loaded = History.load(str(saved))
         self.assertEqual(loaded.meta["seed"], 4242)
         self.assertTrue(faults(loaded))
