@@ -6,6 +6,7 @@ import os
 import threading
 import traceback
 import unittest
+import xml.etree.ElementTree as ET
 from unittest import mock
 
 from disttest.history.nemesis import Nemesis, resolve_seed
@@ -173,6 +174,14 @@ class SeedEndToEnd(unittest.TestCase):
                               env={"DISTTEST_HISTORY_DIR": str(histories)})
         return run, histories, junit
 
+    def test_under_b_the_attachment_line_is_the_junit_system_out(self):
+        run, histories, junit = self.run_sample("-b", "-k", "test_stale_register")
+        self.assertEqual(run.returncode, 1, run.stderr)
+        html = histories / "tests.test_register.RegisterTest.test_stale_register.html"
+        (case,) = [c for c in ET.parse(junit).iter("testcase") if c.get("name") ==
+                   "test_stale_register"]
+        self.assertIn(f"[[ATTACHMENT|{html}]]", case.find("system-out").text)
+
     def test_a_stale_read_fails_with_its_window_seed_and_views(self):
         run, histories, junit = self.run_sample("--seed", "4242")
         self.assertEqual(run.returncode, 1, run.stderr)
@@ -199,6 +208,7 @@ class SeedEndToEnd(unittest.TestCase):
         self.assertFalse((histories / "tests.test_register.RegisterTest.test_correct_register"
                           ".json").exists())
         self.assertIn(f"[[ATTACHMENT|{html}]]", junit.read_text())
+        self.assertIn(f"[[ATTACHMENT|{html}]]", run.stdout)  # the test's own output
         # The same seed draws the same faults again.
         first = self.sample.read_log()
         run, _, _ = self.run_sample("--seed", "4242")
