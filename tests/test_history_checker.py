@@ -8,6 +8,8 @@ changed operation as the one that cannot be placed.
 """
 from __future__ import annotations
 
+import contextlib
+import io
 import math
 import os
 import random
@@ -184,8 +186,12 @@ class HandWrittenHistories(unittest.TestCase):
         rows += [(40, "read", None, None, 99, "ok", 101, 102)]
         history = _events(*rows)
         with tempfile.TemporaryDirectory() as tmp:
-            with self.assertRaises(NonLinearizableError) as caught:
+            output = io.StringIO()
+            with self.assertRaises(NonLinearizableError) as caught, \
+                    contextlib.redirect_stdout(output):
                 assert_linearizable(history, Register(), timeout=0, name="t", directory=tmp)
+            self.assertEqual(output.getvalue(),
+                             f"[[ATTACHMENT|{os.path.join(tmp, 't.html')}]]\n")
             self.assertIn("linearizability against Register is unknown", str(caught.exception))
             self.assertIn("time limit of 0s", str(caught.exception))
             self.assertEqual(sorted(os.listdir(tmp)), ["t.html", "t.json"])
