@@ -146,14 +146,11 @@ def main() -> int:
         rows = []
         print(f"Key-value histories, {info_rate:.0%} of the operations of unknown outcome:")
         for n_ops, keys, clients in cases:
-            if info_rate and n_ops > 10_000:
-                continue  # see docs/performance.md: the 100k ones run past 2 minutes
             events = kv_history(n_ops, keys, clients, n_ops + keys + clients, info_rate)
             for label, variant in (("yes", events), ("no", make_stale(events, 3, seed=1))):
                 elapsed, result = check(variant, History, KVMap, check_linearizable)
                 expected = "ok" if label == "yes" else "illegal"
-                if not info_rate:
-                    worst[n_ops] = max(worst[n_ops], elapsed)
+                worst[n_ops] = max(worst[n_ops], elapsed)
                 rows.append([f"{n_ops:,}", f"{keys:,}", str(clients), label, result.result
                              + ("" if result.result == expected else " (WRONG)"),
                              f"{elapsed:.2f} s", f"{elapsed / n_ops * 1e6:.1f} µs"])
@@ -164,7 +161,7 @@ def main() -> int:
     for n_ops, target in ((10_000, 2.0), (100_000, 30.0)):
         if worst.get(n_ops):
             state = "met" if worst[n_ops] < target else "NOT MET"
-            print(f"{n_ops:,} operations (no info): slowest {worst[n_ops]:.2f} s, target < {target:g} s: "
+            print(f"{n_ops:,} operations: slowest {worst[n_ops]:.2f} s, target < {target:g} s: "
                   f"{state}")
     return 0
 

@@ -105,7 +105,7 @@ def check_linearizable(history: History | list, model: Model, timeout: float | N
         if time.monotonic() > deadline:
             keys.append(KeyResult(key, UNKNOWN_RESULT, ops, 0))
             continue
-        keys.append(_check_key(key, ops, model, deadline))
+        keys.append(_check_key(key, model.simplify(ops), model, deadline))
     if any(k.result == ILLEGAL for k in keys):
         result = ILLEGAL
     elif any(k.result == UNKNOWN_RESULT for k in keys):

@@ -43,6 +43,15 @@ class Model:
             groups.setdefault(op.key, []).append(op)
         return groups
 
+    def simplify(self, ops: list[Operation]) -> list[Operation]:
+        """The operations of one partition, less any that can never help a linearization.
+
+        Called before the search; the default keeps everything. Dropping an
+        operation is sound only when every linearization that uses it still
+        works without it.
+        """
+        return ops
+
     def describe_state(self, state: Any) -> str:
         return repr(state)
 
@@ -68,6 +77,24 @@ class Register(Model):
         if op.f == "write":
             return True, op.input
         return False, state
+
+    def simplify(self, ops):
+        """Leave out writes of unknown outcome whose value nothing observed.
+
+        Such a write can only hide the value before it from reads that did
+        not see its own, so any linearization that applies it works without
+        it. Not when a cas returned False: that observes "not this value".
+        """
+        observed = set()
+        for op in ops:
+            if op.f == "read" and op.status == "ok":
+                observed.add(_hashable(op.output))
+            elif op.f == "cas":
+                if op.output is False:
+                    return ops
+                observed.add(_hashable(op.input[0]))
+        return [op for op in ops if not (op.status == "info" and op.f == "write"
+                                         and _hashable(op.input) not in observed)]
 
 
 class CASRegister(Register):
@@ -161,6 +188,14 @@ class FIFOQueue(Model):
                 return op.output is None, state
             return op.output == state[0], state[1:]
         return False, state
+
+
+def _hashable(value: Any) -> Any:
+    try:
+        hash(value)
+    except TypeError:
+        return repr(value)
+    return value
 
 
 def check_operation_names(model: Model, ops: Iterable[Operation]) -> list[str]:
