@@ -18,6 +18,7 @@ import unittest
 from disttest.history.checker import check_linearizable
 from disttest.history.models import (CASRegister, Counter, FIFOQueue, KVMap, Model, Register,
                                      SetModel)
+from disttest.history.operations import operations
 from disttest.history.recorder import History
 from tests.history_gen import generate, perturb
 
@@ -149,6 +150,18 @@ class HandWrittenHistories(unittest.TestCase):
         self.assertEqual(result.result, "ok")
         self.assertEqual(result.ops[0].status, "info")
         self.assertEqual(result.ops[0].ret, math.inf)
+
+    def test_an_unread_write_of_unknown_outcome_is_left_out_unless_a_cas_saw_not_it(self):
+        rows = [(0, "write", None, 1, None, "ok", 0, 1),
+                (1, "write", None, 2, "timeout", "info", 2, 3),   # 2 is never read
+                (0, "read", None, None, 1, "ok", 4, 5)]
+        ops = operations(_events(*rows))
+        self.assertEqual([op.input for op in CASRegister().simplify(ops)], [1, None])
+        # A cas that returned False observed "not 1": the timed-out write of 2
+        # may be what it saw, so it stays.
+        rows.append((2, "cas", None, (1, 3), False, "ok", 6, 7))
+        history = _events(*rows)
+        self.assertEqual(check_linearizable(history, CASRegister()).result, "ok")
 
     def test_failed_operations_did_not_happen(self):
         history = _events((0, "write", None, 1, "refused", "fail", 0, 1),
