@@ -55,7 +55,7 @@ class Agent:
             boot["name"], boot["index"], boot["host"], boot["cluster_id"],
             boot.get("ports", {}),
             {peer: {name: tuple(addr) for name, addr in ports.items()}
-             for peer, ports in boot.get("peers", {}).items()})
+             for peer, ports in boot.get("peers", {}).items()}, boot.get("dir"))
         if not simulated:
             this_node.install_context(self.context)
         self.started = time.time()
@@ -213,6 +213,10 @@ class Agent:
                                 "reset (watch this_node.stopping or register on_reset)")
         context.state.clear()
         context.stopping = threading.Event()
+        if context.dir:
+            from disttest.agent_codec import empty_dir
+
+            problems += empty_dir(context.dir)
         for name, port in context.ports.items():
             while not _port_free(self.host, port) and time.monotonic() < deadline:
                 time.sleep(0.02)
@@ -390,7 +394,15 @@ def main() -> None:
     if not boot:
         sys.stderr.write("disttest.agent: no bootstrap on stdin; nodes are started by disttest\n")
         sys.exit(2)
-    os.chdir(boot["cwd"])
+    node_dir = boot.get("dir")
+    if node_dir:  # its own working directory and TMPDIR; sys_path keeps the project's
+        os.makedirs(os.path.join(node_dir, "tmp"), exist_ok=True)
+        os.environ["TMPDIR"] = os.path.join(node_dir, "tmp")
+        # Processes the node starts (python -m myservice) import from the
+        # project as they did from the test's working directory.
+        inherited = os.environ.get("PYTHONPATH")
+        os.environ["PYTHONPATH"] = boot["cwd"] + (os.pathsep + inherited if inherited else "")
+    os.chdir(node_dir or boot["cwd"])
     sys.path[:] = boot["sys_path"] + [p for p in sys.path if p not in boot["sys_path"]]
     os.environ.update(boot.get("env", {}))
     if boot.get("coverage"):  # the run is measured: so is this node, from here on

@@ -122,3 +122,23 @@ def rss_bytes() -> int:
         import resource
 
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def empty_dir(path: str) -> list[str]:
+    """Remove what is in a node's directory (its ``tmp`` stays, emptied): the
+    problems that kept it from being emptied."""
+    import shutil
+
+    problems = []
+    for name in os.listdir(path):
+        entry = os.path.join(path, name)
+        try:
+            if os.path.isdir(entry) and not os.path.islink(entry):
+                shutil.rmtree(entry)
+            else:
+                os.unlink(entry)
+        except OSError as exc:
+            problems.append(f"could not empty the node's directory: {exc}")
+            break
+    os.makedirs(os.path.join(path, "tmp"), exist_ok=True)
+    return problems

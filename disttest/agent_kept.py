@@ -98,11 +98,16 @@ class KeptLife:
         if not self.log_path:
             return
         directory = os.path.dirname(self.log_path)
+        node_dir = self.agent.context.dir
+        if node_dir:  # the node's own working directory goes first
+            import shutil
+
+            shutil.rmtree(node_dir, ignore_errors=True)
         try:
             os.unlink(self.log_path)
             left = os.listdir(directory)
             if any(not name.startswith(".") for name in left):
-                return  # a peer's log is still there: that peer removes the directory
+                return  # a peer's log or directory is still there: that peer removes it
             for name in left:  # bookkeeping only, such as the run's .owner mark
                 os.unlink(os.path.join(directory, name))
             os.rmdir(directory)

@@ -130,6 +130,8 @@ class DistributedTestCase(unittest.TestCase):
         if lent is None:
             return super().run(result)
         self.addCleanup(_report_spawn_failures, lent)  # the last cleanup to run
+        for node in lent.nodes:
+            node.current_test = self.id()  # so an error can name the test that stopped it
         with _session.current().slow_watch.watching(self.id(), lent.nodes):
             return super().run(result)
 
@@ -169,7 +171,9 @@ class DistributedTestCase(unittest.TestCase):
         try:
             return wait_until(predicate, timeout, interval, message)
         except AssertionError as error:
-            self.fail(str(error))
+            failure = self.failureException(str(error))
+        # Raised outside the handler: one message, not "During handling of..."
+        raise failure
 
     def history(self) -> Any:
         """A new :class:`disttest.History` named after this test, for its clients to record into."""

@@ -39,6 +39,7 @@ KINDS = frozenset({
     "cluster_stopping", "cluster_stopped", "cluster_kept",
     "node_crashed", "node_restarted", "node_replaced", "node_log",
     "fallback", "leak", "diagnosis", "rpc", "warning", "class_finished", "test_slow",
+    "node_action", "fault",
 })
 
 
@@ -50,6 +51,19 @@ class EventBus:
         self._lock = threading.Lock()
         # who failed -> [times, the first error in one line]
         self.failures: dict[str, list] = {}
+        # Sources that buffer what they report (node log files) are flushed
+        # before each other event, so subscribers see things in the order
+        # they happened. Their own kinds never flush; the flag keeps a flush
+        # from starting another in the same thread.
+        self._flushers: list[Callable[[], None]] = []
+        self._flushed_kinds: set[str] = set()
+        self._flushing = threading.local()
+
+    def add_flusher(self, flush: Callable[[], None], emits: tuple[str, ...]) -> None:
+        """Call ``flush()`` before every event not of the kinds it ``emits``."""
+        with self._lock:
+            self._flushers.append(flush)
+            self._flushed_kinds.update(emits)
 
     def subscribe(self, callback: Callable[[Event], None]) -> Callable[[Event], None]:
         with self._lock:
@@ -66,7 +80,18 @@ class EventBus:
             raise ValueError(f"unknown event kind {kind!r}")
         event = Event(kind, data)
         with self._lock:
-            subscribers = list(self._subscribers)
+            subscribers, flushers = list(self._subscribers), list(self._flushers)
+        if flushers and kind not in self._flushed_kinds \
+                and not getattr(self._flushing, "on", False):
+            self._flushing.on = True
+            try:
+                for flush in flushers:
+                    try:
+                        flush()
+                    except Exception:  # like a subscriber: never breaks the run
+                        pass
+            finally:
+                self._flushing.on = False
         for callback in subscribers:
             try:
                 callback(event)

@@ -107,6 +107,21 @@ def select(tests: list, only: list[str], exclude: list[str]) -> tuple[list, bool
     return kept, len(kept) != len(tests)
 
 
+def unknown_tags(tests: list, only: list[str], exclude: list[str]) -> str | None:
+    """A warning naming the ``--only``/``--exclude`` tags no test has, and the
+    tags that exist; None when every tag is known."""
+    asked = list(dict.fromkeys([*only, *exclude]))
+    if not asked:
+        return None
+    known = set().union(*(tags_of(t) for t in tests if isinstance(t, unittest.TestCase)))
+    unknown = [tag for tag in asked if tag not in known]
+    if not unknown:
+        return None
+    return (f"no test has the tag(s) {', '.join(map(repr, unknown))} given to "
+            f"--only/--exclude; the tags of these tests are: "
+            f"{', '.join(sorted(known)) or 'none'}")
+
+
 class SkippedTest:
     """Stands in for a test in a suite and reports it skipped with ``reason``."""
 

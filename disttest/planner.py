@@ -246,3 +246,51 @@ def format_plan(plan: Plan) -> str:
     lines.append(f"{total} test(s); {plan.cluster_starts} cluster start(s) for "
                  f"{plan.cluster_classes} cluster class(es)")
     return "\n".join(lines)
+
+
+def problems(tests: list, requirement_for) -> list[str]:
+    """What a run would report as errors before any test ran: modules that fail
+    to import, and cluster classes whose declaration is wrong (``--plan``
+    checks these as a run does). ``requirement_for(cls, methods)`` raises the
+    class's error."""
+    from disttest.errors import DisttestError
+
+    found, seen = [], set()
+    for test in tests:
+        cls = type(test)
+        if cls.__module__ == "unittest.loader" and cls.__name__ == "_FailedTest":
+            outcome = unittest.TestResult()
+            test.run(outcome)  # raises what importing the module raised
+            for _, text in outcome.errors:
+                last = text.strip().splitlines()[-1]
+                found.append(f"{test.id().rpartition('.')[2]}: cannot be imported: {last}")
+        elif is_cluster_class(cls) and cls not in seen:
+            seen.add(cls)
+            try:
+                requirement_for(cls, None)
+            except DisttestError as error:
+                name = f"{cls.__module__}.{cls.__qualname__}"
+                problem = error.diagnosis.problem
+                found.append(problem if name in problem else f"{name}: {problem}")
+    return found
+
+
+def unkeepable(requirements: dict) -> str | None:
+    """Why the clusters of some classes cannot be kept for the next run (said
+    before the run: ``--keep-cluster`` keeps only local, direct-network nodes)."""
+    reasons: dict[str, list[str]] = {}
+    for cls, requirement in requirements.items():
+        if requirement.simulated:
+            continue
+        if requirement.hosts:
+            why = "their nodes run on SSH hosts and end with the ssh sessions of this run"
+        elif requirement.network != "direct":
+            why = (f"network = {requirement.network!r}: the fault proxies or namespaces "
+                   "between their nodes belong to this run")
+        else:
+            continue
+        reasons.setdefault(why, []).append(cls.__qualname__)
+    if not reasons:
+        return None
+    return "; ".join(f"the clusters of {', '.join(sorted(names))} are not kept ({why})"
+                     for why, names in reasons.items())

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import textwrap
 import unittest
 
 from disttest.config import FALLBACKS
@@ -54,6 +55,14 @@ def _jobs(text: str) -> int | str:
         raise argparse.ArgumentTypeError(
             f"{text!r} is not allowed; --jobs must be a whole number of workers from 1 up, "
             "or auto (the usable cores, or fewer when memory is short)") from None
+
+
+SUBCOMMANDS_HELP = """
+
+Subcommands (each has its own --help):
+  python -m disttest config      every effective setting and where it came from
+  python -m disttest preflight   check this machine; say how to fix each problem
+  python -m disttest cluster     start|status|logs|stop|clean kept clusters"""
 
 
 class DistributedTestProgram(unittest.TestProgram):
@@ -165,6 +174,10 @@ class DistributedTestProgram(unittest.TestProgram):
     def _getDiscoveryArgParser(self, parent):
         parser = super()._getDiscoveryArgParser(parent)
         parser.allow_abbrev = False
+        # The last help printed: it also names what runs instead of tests
+        # (kept as written: raw, with unittest's own sentence wrapped here).
+        parser.formatter_class = argparse.RawDescriptionHelpFormatter
+        parser.epilog = textwrap.fill(parser.epilog or "", 79) + SUBCOMMANDS_HELP
         return parser
 
     # -- loading ------------------------------------------------------------------------
@@ -232,10 +245,17 @@ class DistributedTestProgram(unittest.TestProgram):
             self._fail(error, 1)
 
     def _print_plan(self) -> None:
-        from disttest.planner import format_plan, iter_tests
+        from disttest.planner import format_plan, iter_tests, problems
+        from disttest.session import class_requirement
 
         runner = DistributedTestRunner(config=self.config, options=self._run_options())
-        planned, _, _ = runner.plan(list(iter_tests(self.test)))
+        tests = list(iter_tests(self.test))
+        # What a run would report before any test ran fails the plan as well.
+        errors = problems(tests, lambda cls, methods: class_requirement(
+            cls, self.config, self.cluster_size, methods))
+        for error in errors:
+            print(f"disttest: error: {error}", file=sys.stderr)
+        planned, _, _ = runner.plan(tests)
         if self.shard:
             print(f"shard {self.shard[0]}/{self.shard[1]}:")
         print(format_plan(planned))
@@ -246,7 +266,7 @@ class DistributedTestProgram(unittest.TestProgram):
             print(schedule.describe(runner.work_items(planned, jobs), jobs,
                                     planned.cluster_starts))
         if self.exit:
-            sys.exit(0)
+            sys.exit(2 if errors else 0)
 
 
 def main(module="__main__", **kwargs) -> DistributedTestProgram:

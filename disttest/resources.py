@@ -59,6 +59,36 @@ def holder_of(host: str, port: int) -> str | None:
     return lines[0] if lines else None
 
 
+def listening_ports(pids) -> set[int]:
+    """TCP ports on which any of ``pids`` listens (those that can be seen)."""
+    import psutil
+
+    ports = set()
+    for pid in pids:
+        try:
+            connections = psutil.Process(pid).net_connections(kind="tcp")
+        except (psutil.Error, OSError):
+            continue
+        ports.update(c.laddr.port for c in connections
+                     if c.status == psutil.CONN_LISTEN and c.laddr)
+    return ports
+
+
+def undeclared_ports(nodes) -> dict[str, list[int]]:
+    """``{node name: ports}`` a node (or a process it started) listens on that
+    disttest did not give it: neither its ``node_ports`` nor its control port."""
+    found = {}
+    for node in nodes:
+        pid = node.local_pid
+        if pid is None or not node.alive:
+            continue
+        known = set(node.ports.values()) | {node.control_port}
+        extra = sorted(listening_ports([pid, *process_tree(pid)]) - known)
+        if extra:
+            found[node.name] = extra
+    return found
+
+
 def process_tree(pid: int) -> list[int]:
     """``pid``'s descendants (not ``pid`` itself); empty when it is gone."""
     import psutil

@@ -13,8 +13,8 @@ import unittest
 
 from disttest.errors import DisttestError
 from disttest.interrupts import InterruptHandlers, InterruptibleSuite, RunnerTerminated
-from disttest.loader import SkippedTest, select
-from disttest.planner import is_cluster_class, iter_tests, let_go, plan as make_plan
+from disttest.loader import SkippedTest, select, unknown_tags
+from disttest.planner import is_cluster_class, iter_tests, let_go, plan as make_plan, unkeepable
 from disttest.result import DistributedTestResult, PlainTestResult, RunCheck
 
 # Reports, events and sharding are imported where they are used: a suite that
@@ -157,6 +157,10 @@ class DistributedTestRunner(unittest.TextTestRunner):
 
         plan, filtered, has_cluster_tests = self.plan(tests)
         del tests  # from here only the suite that runs them holds the tests
+        if options.keep_cluster:
+            refused = unkeepable(plan.requirements)
+            if refused:
+                self._note(f"warning: --keep-cluster: {refused}")
         debug = options.cluster_debug or config.verbose_cluster_logs
         parallel = self._parallel_suite(plan, events, debug)
         if parallel is not None:
@@ -256,6 +260,9 @@ class DistributedTestRunner(unittest.TextTestRunner):
         """
         config, options = self._config(), self.options
         selected, filtered = select(tests, options.only, options.exclude)
+        warning = unknown_tags(tests, options.only, options.exclude)
+        if warning:
+            self._note(f"warning: {warning}")
         reason = _skip_reason(options, config)
         has_cluster_tests = any(is_cluster_class(type(t)) for t in selected)
         if reason and has_cluster_tests:

@@ -71,8 +71,14 @@ class Session:
         """Give ``cls``'s cluster back; stop it when no planned class needs it again."""
         faults = [{k: v for k, v in fault.items() if k != "time"}
                   for fault in cluster.fault_history()]
+        undeclared = {}
+        if self.config.verbose_cluster_logs or self.config.json_report:
+            from disttest.resources import undeclared_ports  # psutil: only when reported
+
+            undeclared = undeclared_ports(cluster.nodes)
         self.events.emit("class_finished", cls=f"{cls.__module__}.{cls.__qualname__}",
-                         cluster=cluster.id, nodes=list(cluster.nodes), faults=faults)
+                         cluster=cluster.id, nodes=list(cluster.nodes), faults=faults,
+                         undeclared_ports=undeclared)
         self.pool.release(cluster)
         requirement = self.planned.get(cls)
         if requirement is None:

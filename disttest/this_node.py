@@ -2,7 +2,8 @@
 
 Inside a node process (or a simulated node thread) this module answers
 ``this_node.name``, ``index``, ``host``, ``cluster_id``, ``port(name)``,
-``peers(name)``, ``state`` and takes ``on_reset(callback)``. Outside a node
+``peers(name)``, ``state``, ``dir`` (the node's own working directory, whose
+``tmp`` is its ``TMPDIR``) and takes ``on_reset(callback)``. Outside a node
 every lookup raises an error that says so.
 
 The values live in a :class:`NodeContext`. A real node has one per process;
@@ -19,7 +20,7 @@ if TYPE_CHECKING:  # stdlib typing costs milliseconds at node start-up
 
 from disttest.errors import DisttestError
 
-__all__ = ["name", "index", "host", "cluster_id", "state", "stopping",
+__all__ = ["name", "index", "host", "cluster_id", "state", "stopping", "dir",
            "port", "address", "peers", "on_reset", "inside_node"]
 
 
@@ -28,8 +29,10 @@ class NodeContext:
 
     def __init__(self, name: str, index: int, host: str, cluster_id: str,
                  ports: dict[str, int] | None = None,
-                 peers: dict[str, dict[str, tuple[str, int]]] | None = None) -> None:
+                 peers: dict[str, dict[str, tuple[str, int]]] | None = None,
+                 dir: str | None = None) -> None:
         self.name = name
+        self.dir = dir  # the node's own working directory (None: it has none)
         self.index = index
         self.host = host
         self.cluster_id = cluster_id
@@ -76,7 +79,7 @@ def inside_node() -> bool:
 
 
 def __getattr__(attr: str) -> Any:
-    if attr in ("name", "index", "host", "cluster_id", "state", "stopping"):
+    if attr in ("name", "index", "host", "cluster_id", "state", "stopping", "dir"):
         return getattr(_current(), attr)
     raise AttributeError(f"module 'disttest.this_node' has no attribute {attr!r}")
 

@@ -50,7 +50,7 @@ MEMBERS = {
     "Cluster": ["node", "view", "call_all", "healthy", "wait_healthy", "info", "partition",
                 "isolate", "cut", "delay", "heal", "faults", "stop"],
     "Node": ["call", "submit", "spawn", "ping", "logs", "port", "address", "kill", "terminate",
-             "pause", "resume", "restart", "pid", "alive"],
+             "pause", "resume", "restart", "pid", "alive", "dir"],
     "ClusterTestHelper": ["start_test_cluster", "stop_test_cluster", "stop_all_clusters",
                           "cluster_nodes", "wait_for_cluster"],
     "Spawned": ["running", "result"],
@@ -130,8 +130,9 @@ def render() -> str:
     for name in ("port", "address", "peers", "on_reset", "inside_node"):
         fn = getattr(this_node, name)
         lines += [f"- **`{name}{_signature(fn)}`**: {_doc(fn).splitlines()[0]}"]
-    lines += ["- **`name`, `index`, `host`, `cluster_id`, `state`, `stopping`**: the node's "
-              "identity, a dict cleared on reset, and an Event set while it resets.", ""]
+    lines += ["- **`name`, `index`, `host`, `cluster_id`, `state`, `stopping`, `dir`**: the "
+              "node's identity, a dict cleared on reset, an Event set while it resets, and "
+              "its own working directory.", ""]
     from disttest import tooling
 
     lines += ["## For tool authors: `disttest.tooling`", "", _doc(tooling), ""]

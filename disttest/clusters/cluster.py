@@ -119,28 +119,35 @@ class Cluster:
 
         Nodes named in no group form one more group. Replaces earlier cuts.
         """
-        self._faults("partition()").partition(*[[_name(n) for n in g] for g in groups],
-                                              mode=mode)
+        named = [[_name(n) for n in g] for g in groups]
+        self._faults("partition()").partition(*named, mode=mode)
+        self._announce("partition", groups=named, mode=mode)
         self._check_bypass()
 
     def isolate(self, node, mode: str = "drop") -> None:
         """Cut ``node`` off from every other node, both ways."""
         self._faults("isolate()").isolate(_name(node), mode=mode)
+        self._announce("isolate", node=_name(node), mode=mode)
         self._check_bypass()
 
     def cut(self, a, b, both_ways: bool = True, mode: str = "drop") -> None:
         """Cut the link from ``a`` to ``b`` (and back, unless ``both_ways=False``)."""
         self._faults("cut()").cut(_name(a), _name(b), both_ways=both_ways, mode=mode)
+        self._announce("cut", **{"from": _name(a), "to": _name(b)}, both_ways=both_ways,
+                       mode=mode)
         self._check_bypass()
 
     def delay(self, a, b, seconds: float, jitter: float = 0.0) -> None:
         """Add ``seconds`` (± ``jitter``) of latency to traffic from ``a`` to ``b``."""
         self._faults("delay()").delay(_name(a), _name(b), seconds, jitter)
+        self._announce("delay", **{"from": _name(a), "to": _name(b)}, seconds=seconds,
+                       jitter=jitter)
         self._check_bypass()
 
     def heal(self) -> None:
         """Clear every cut and delay."""
         self._faults("heal()").heal()
+        self._announce("heal")
 
     def faults(self) -> list[dict]:
         """The faults in force now."""
@@ -148,8 +155,26 @@ class Cluster:
         return network.faults() if network is not None else []
 
     def fault_history(self) -> list[dict]:
-        """Every fault injected since this cluster was lent, oldest first."""
-        return self._entry.fault_history() if self._entry is not None else []
+        """What the holder did to the cluster since it was lent, oldest first: the
+        network faults (a heal only when something was in force) and what was
+        done to its nodes (kill, terminate, pause, restart)."""
+        network = self._entry.fault_history() if self._entry is not None else []
+        in_force, history = False, []
+        for fault in network:
+            if fault["kind"] == "heal":
+                if not in_force:
+                    continue  # nothing to heal: a clean-up, not a fault
+                in_force = False
+            elif not (fault["kind"] == "delay" and not fault.get("seconds")):
+                in_force = True
+            history.append(fault)
+        history += [dict(action) for node in self.nodes for action in node.actions]
+        return sorted(history, key=lambda fault: fault.get("time", 0.0))
+
+    def _announce(self, kind: str, **data: Any) -> None:
+        events = getattr(self._pool, "events", None)
+        if events is not None:
+            events.emit("fault", cluster=self.id, fault=kind, **data)
 
     def _check_bypass(self) -> None:
         """A proxy network warns about connections that do not go through it."""

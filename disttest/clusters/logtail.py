@@ -13,7 +13,10 @@ class LogTailer:
         self.pool = pool
         self.interval = interval
         self.offsets: dict[str, int] = {}
+        self._lock = threading.Lock()  # one reader at a time: offsets move once per line
         self._stop = threading.Event()
+        # Lines written before an event are emitted before it (see EventBus.add_flusher).
+        pool.events.add_flusher(self.poll, emits=("node_log",))
         self._thread = threading.Thread(target=self._run, name="disttest-logtail", daemon=True)
         self._thread.start()
 
@@ -23,9 +26,10 @@ class LogTailer:
 
     def poll(self, entries=None) -> None:
         """Emit the complete lines written since the last poll (of ``entries``, or all)."""
-        for entry in list(self.pool.entries if entries is None else entries):
-            for node in list(entry.nodes):
-                self._read(entry.id, node)
+        with self._lock:
+            for entry in list(self.pool.entries if entries is None else entries):
+                for node in list(entry.nodes):
+                    self._read(entry.id, node)
 
     def _read(self, cluster_id: str, node) -> None:
         path = str(node.log_path)

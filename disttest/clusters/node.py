@@ -7,6 +7,7 @@ what the pool asks of it.
 from __future__ import annotations
 
 import concurrent.futures
+import shutil
 import signal
 import socket
 import threading
@@ -46,6 +47,11 @@ class Node(NodeRPC):
         self.process: Process | None = None
         self.paused = False
         self.restarts = 0     # restart() calls while lent to the current holder
+        # What the current holder did to the node: {"kind", "node", "time"} for each
+        # kill, terminate, pause and restart (faults, for the reports).
+        self.actions: list[dict] = []
+        self.current_test: str | None = None  # the test running now (set by its holder)
+        self.stopped_by: str | None = None    # the test that killed or terminated it
         self.incarnation = 0  # which process this is: 0 first, +1 on every restart
         self.spawned_on_process = False  # spawn() was used on the current process
         self.settings: dict = {}
@@ -83,6 +89,30 @@ class Node(NodeRPC):
     def alive(self) -> bool:
         """True while the node process runs (a paused node is alive)."""
         return self.process is not None and self.process.alive()
+
+    @property
+    def dir(self) -> Path | None:
+        """The node's own working directory (its ``tmp`` is the node's TMPDIR);
+        None for a node on another host, which works in the project's directory."""
+        path = self.boot.get("dir")
+        return Path(path) if path else None
+
+    def empty_dir(self) -> None:
+        """Remove what is in the node's directory (while its process is down)."""
+        path = self.dir
+        if path is None or not path.is_dir():
+            return
+        for entry in path.iterdir():
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
+        (path / "tmp").mkdir(exist_ok=True)
+
+    @property
+    def control_port(self) -> int | None:
+        """The port disttest's own requests reach the node on."""
+        return getattr(self.process, "control_port", None)
 
     @property
     def ports(self) -> dict[str, int]:
@@ -195,11 +225,26 @@ class Node(NodeRPC):
     # -- breaking -----------------------------------------------------------
     def kill(self) -> None:
         """SIGKILL the node process, as a crash would."""
+        self._note("kill")
         self._signal_and_reap(signal.SIGKILL)
 
     def terminate(self, timeout: float = 5.0) -> None:
         """SIGTERM the node process and wait up to ``timeout`` for it to end."""
+        self._note("terminate")
         self._signal_and_reap(signal.SIGTERM, timeout)
+
+    def lent(self) -> None:
+        """A new holder: its counters (``restarts``, ``actions``) start at zero."""
+        self.restarts = 0
+        self.actions = []
+
+    def _note(self, kind: str) -> None:
+        """Record and announce what is done to the node (--cluster-debug shows it)."""
+        self.actions.append({"kind": kind, "node": self.name, "time": time.monotonic()})
+        if kind in ("kill", "terminate"):
+            self.stopped_by = self.current_test
+        if self.events and kind != "restart":  # restarts have node_restarted
+            self.events.emit("node_action", node=self.name, action=kind, pid=self.pid)
 
     def record_metrics(self) -> None:
         """Note the current process's peak memory and CPU time before it ends."""
@@ -239,6 +284,7 @@ class Node(NodeRPC):
     def pause(self) -> None:
         """Freeze the node (SIGSTOP): it holds its sockets and answers nothing."""
         if self.process is not None:
+            self._note("pause")
             self.save_coverage()
             self.process.signal(signal.SIGSTOP)
             self.paused = True
@@ -250,6 +296,8 @@ class Node(NodeRPC):
     def resume(self) -> None:
         """Unfreeze a paused node (SIGCONT)."""
         if self.process is not None:
+            if self.paused and self.events:  # a repair, not a fault: announced only
+                self.events.emit("node_action", node=self.name, action="resume", pid=self.pid)
             self.process.signal(signal.SIGCONT)
             self.paused = False
 
@@ -266,8 +314,9 @@ class Node(NodeRPC):
                 lifecycle.node_stopping(self)
             except BaseException as exc:  # the restart still happens; raised after it
                 stopping_error = exc
+        self._note("restart")
         if self.alive:
-            self.kill()
+            self._signal_and_reap(signal.SIGKILL)  # part of the restart, not a kill
         self.stop_process(0.0)
         with open(self.log_path, "ab") as log:
             log.write(f"--- disttest: node {self.name} restarted ---\n".encode())
@@ -276,6 +325,7 @@ class Node(NodeRPC):
         self.stopped_on_purpose = False
         self.restarts += 1
         self.incarnation += 1
+        self.stopped_by = None
         self.spawned_on_process = False
         if self.settings:
             self._request("configure", self.settings)

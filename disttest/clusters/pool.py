@@ -215,6 +215,9 @@ class ClusterPool(PoolStarting):
             else:
                 problems = ["the node was not running"]
             if problems:
+                if node.alive:
+                    node.kill()
+                node.empty_dir()  # the next user finds it empty, as a reset leaves it
                 node.restart()
                 self.events.emit("node_replaced", cluster=entry.id, node=node.name,
                                  reasons=problems)
@@ -227,6 +230,8 @@ class ClusterPool(PoolStarting):
 
     def _lend(self, entry: Entry, requirement: Requirement) -> Cluster:
         nodes = entry.nodes[:requirement.size]
+        for node in entry.nodes:
+            node.lent()  # counters per holder, not carried over from the last one
         shape = (len(nodes), tuple(sorted(entry.port_names)))
         if entry.faults is not None:
             entry.fault_mark = len(entry.faults.history())

@@ -197,6 +197,18 @@ class NodeRPC:
                 self._reported_pid = self.pid  # one report per dead process
                 if self.events:
                     self.events.emit("node_crashed", node=self.name, pid=self.pid, status=status)
+            earlier = self.stopped_on_purpose and self.stopped_by not in (None,
+                                                                           self.current_test)
+            if earlier:
+                return NodeCrashedError(
+                    f"node {self.name} is not running ({status}) during {what}: it was "
+                    f"killed by an earlier test ({self.stopped_by})",
+                    "a test that kills or terminates a node leaves it down for the tests "
+                    "after it in the class",
+                    [f"restart what {self.stopped_by.rpartition('.')[2]} stopped before it "
+                     "ends (in its tearDown: if not node.alive: node.restart())",
+                     "or give that test a class of its own"],
+                    node=self.name, log_tail=log, stopped_by=self.stopped_by)
             return NodeCrashedError(
                 f"node {self.name} is not running ({status}) during {what}",
                 "the node process died" + (f"; its log ends with:\n{log}" if log else ""),

@@ -139,6 +139,10 @@ class PoolStarting:
             boot = dict(base, name=f"node-{index}", index=index, ports=node_ports)
             if remote is not None:
                 boot["host"] = remote(index)
+            else:  # its own working directory and TMPDIR (a path of this machine)
+                node_dir = entry.tmpdir / f"node-{index}"
+                (node_dir / "tmp").mkdir(parents=True, exist_ok=True)
+                boot["dir"] = str(node_dir)
             if entry.faults is not None:
                 boot.update(network.node_boot(entry.faults, boot["name"]))
             node = Node(boot=boot, launcher=launcher, log_path=entry.tmpdir / f"node-{index}.log",

@@ -101,7 +101,7 @@ def verify_cleanup(pool) -> list[dict]:
 def _node_summary(node) -> dict:
     """A stopped node for the reports: its pids, peak memory and CPU time."""
     return {"name": node.name, "pids": [m["pid"] for m in node.metrics] or [node.pid],
-            "restarts": node.restarts,
+            "restarts": node.incarnation,  # over the node's life, every holder
             "peak_rss_bytes": max((m["peak_rss_bytes"] for m in node.metrics), default=None),
             "cpu_s": round(sum(m["cpu_s"] for m in node.metrics), 4) if node.metrics else None}
 

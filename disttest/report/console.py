@@ -92,6 +92,12 @@ class ConsoleProgress:
             self._write(f"leak in cluster {e.cluster}: {e.detail}", "fail")
         elif kind == "warning":
             self._write(e.message, "warn")
+        elif self.debug and kind == "class_finished" and e.data.get("undeclared_ports"):
+            for node, ports in e.undeclared_ports.items():
+                self._write(f"{e.cls}: {node} of cluster {e.cluster} listened on undeclared "
+                            f"port(s) {', '.join(map(str, ports))} (not from the port range: "
+                            "they may collide with other runs; declare them in node_ports)",
+                            "warn")
         elif kind == "test_slow":
             self._write(slow_test_line(e), "warn")
         elif self.debug and kind == "node_log":
@@ -99,6 +105,13 @@ class ConsoleProgress:
             self._write(f"{self.paint(role, f'[{e.cluster} {e.node}]')} {e.line}", "dim")
         elif self.debug and kind == "rpc":
             self._write(f"rpc {e.node} {e.call} {'ok' if e.ok else 'raised'} in {e.ms:.2f} ms",
+                        "dim")
+        elif self.debug and kind == "node_action":
+            self._write(f"{e.action} node {e.node} (pid {e.pid})", "dim")
+        elif self.debug and kind == "fault":
+            detail = ", ".join(f"{k}={v}" for k, v in e.data.items()
+                               if k not in ("cluster", "fault"))
+            self._write(f"{e.fault} in cluster {e.cluster}" + (f": {detail}" if detail else ""),
                         "dim")
         elif self.debug and kind in ("cluster_resetting", "cluster_reset", "cluster_stopping",
                                      "node_restarted"):

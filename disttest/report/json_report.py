@@ -57,6 +57,7 @@ def build(result, stats, config=None) -> dict[str, Any]:
                    "cluster": r.cluster, "message": r.message, "subtests": r.subtests}
                   for r in result.records],
         "faults": list(stats.faults),
+        "undeclared_ports": list(stats.undeclared_ports),
         "fallbacks": list(stats.fallbacks),
         "diagnoses": list(stats.diagnoses),
         "leaks": list(stats.leaks),

@@ -53,6 +53,8 @@ class RunStats:
     saved_logs: list[str] = field(default_factory=list)
     faults: list[dict] = field(default_factory=list)  # per class: the faults it injected
     workers: int = 1  # -j: worker processes that ran the tests
+    # per class and node: ports it listened on that were not declared in node_ports
+    undeclared_ports: list[dict] = field(default_factory=list)
     _pending: dict[str, float] = field(default_factory=dict)
 
     def on_event(self, event: Event) -> None:
@@ -128,6 +130,9 @@ class RunStats:
     def _on_class_finished(self, e: Event) -> None:
         if e.data.get("faults"):
             self.faults.append({"class": e.cls, "cluster": e.cluster, "faults": e.faults})
+        for node, ports in (e.data.get("undeclared_ports") or {}).items():
+            self.undeclared_ports.append({"class": e.cls, "cluster": e.cluster,
+                                          "node": node, "ports": list(ports)})
 
     def _on_warning(self, e: Event) -> None:
         self.warnings.append(e.message)
