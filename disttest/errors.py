@@ -140,14 +140,16 @@ class ClusterStartError(DisttestError):
 
 
 class NodeCrashedError(DisttestError):
-    """A node process died while it was being used; ``log_tail`` is the end of its log."""
+    """A node process died while it was being used; ``log_tail`` is the end of its
+    log, ``stopped_by`` the id of the earlier test that killed or terminated it."""
 
     kind = "node-crashed"
-    FIELDS = DisttestError.FIELDS + ("log_tail",)
+    FIELDS = DisttestError.FIELDS + ("log_tail", "stopped_by")
 
     def __init__(self, problem: str, cause: str = "", steps: Sequence[str] = (), *,
-                 kind: str | None = None, node: str = "", log_tail: str = "") -> None:
-        self.log_tail = log_tail
+                 kind: str | None = None, node: str = "", log_tail: str = "",
+                 stopped_by: str | None = None) -> None:
+        self.log_tail, self.stopped_by = log_tail, stopped_by
         super().__init__(problem, cause, steps, kind=kind, node=node)
 
 
