@@ -157,7 +157,7 @@ class SimulatedNodes(unittest.TestCase):
 
         def left():
             return [t.name for t in threading.enumerate() if t.name.startswith("disttest-sim")
-                    or t.name.startswith(("disttest-conn", "disttest-spawn"))]
+                    or t.name.startswith(("disttest-conn", "disttest-spawn-"))]
         self.assertTrue(support.wait_for(lambda: not left(), timeout=5), left())
 
 

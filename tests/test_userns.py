@@ -68,7 +68,7 @@ class Project:
         shutil.copytree(SAMPLE, self.dir)
         for name, text in (extra or {}).items():
             (self.dir / name).write_text(text)
-        for sub in ("state", "home"):
+        for sub in ("state", "home", "tmp"):
             (self.tmp / sub).mkdir()
         unprivileged.own_dir(self.tmp)
         testcase.addCleanup(self.assert_nothing_left, testcase)
@@ -76,8 +76,10 @@ class Project:
     def environ(self, extra: dict | None = None) -> dict:
         env = {k: v for k, v in os.environ.items()
                if not k.startswith(("DISTTEST_", "SAMPLE_")) and k not in ("NO_COLOR",)}
+        # TMPDIR: the clusters' directories, where nodes work, are the project's too.
         env.update(PYTHONPATH=str(REPO), HOME=str(self.tmp / "home"), DISTTEST_CI="0",
-                   DISTTEST_STATE_DIR=str(self.tmp / "state"), DISTTEST_FALLBACK="fail")
+                   DISTTEST_STATE_DIR=str(self.tmp / "state"), DISTTEST_FALLBACK="fail",
+                   TMPDIR=str(self.tmp / "tmp"))
         env.update(extra or {})
         return env
 
@@ -93,7 +95,8 @@ class Project:
         return subprocess.CompletedProcess(process.args, process.returncode, out, err)
 
     def processes(self) -> list[psutil.Process]:
-        """Processes working in the project: runners, the hub, nodes, what they started."""
+        """Processes working in the project: runners, the hub, nodes (in their
+        directories under the project's TMPDIR), what they started."""
         found = []
         for proc in psutil.process_iter():
             try:
