@@ -130,11 +130,13 @@ class Agent:
                 if self.simulated:
                     self.gate.wait()  # a paused simulated node answers nothing
                 self.calls[threading.get_ident()] = time.monotonic()
-                # Where the log stood when the request came: an error's reply says,
-                # so the controller shows what the node printed during the call.
-                log_start = None if self.simulated else _log_position()
+                log_start = None
                 try:
                     op, args = protocol.check(agent_codec.loads(request))
+                    if op == "call" and not self.simulated:
+                        # Where the log stood when the call came: a failure's reply says,
+                        # so the controller shows what the node printed during the call.
+                        log_start = _log_position()
                     reply = (protocol.OK, self.handlers[op](*args))
                 except protocol.ProtocolError as exc:
                     reply = (protocol.ERR, (protocol.PROTOCOL_ERROR, str(exc), "", None))
