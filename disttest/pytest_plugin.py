@@ -7,8 +7,8 @@ holds ``DistributedTestCase`` classes. Then:
 
 - every unittest test gets its disttest tags as markers (``-m distributed``,
   ``-m "not slow"``), and every cluster test an ``xdist_group`` per cluster
-  compatibility, so pytest-xdist keeps the classes that can share a cluster
-  on one worker (``--dist loadgroup``, chosen for ``-n`` runs);
+  compatibility, so pytest-xdist's ``--dist loadgroup`` keeps the classes
+  that can share a cluster on one worker (other modes get a warning);
 - after pytest has deselected, the remaining items are ordered as
   ``python -m disttest`` orders them (the runner's own planning sequence:
   plain tests first, then cluster classes grouped so each cluster starts
@@ -33,7 +33,6 @@ import pytest
 # pytest run, with or without cluster tests.
 FALLBACKS = ("skip", "reduce", "simulate", "fail")
 _SUMMARY_KEY = "disttest_summary"  # in an xdist worker's output
-_LOADGROUP_KEY = "disttest_loadgroup"  # in an xdist worker's input
 
 
 def _cluster_size(text: str) -> int:
@@ -68,22 +67,7 @@ def pytest_addoption(parser) -> None:
 def pytest_configure(config) -> None:
     config.addinivalue_line("markers", "distributed: a disttest cluster test "
                                        "(implied on every DistributedTestCase)")
-    if getattr(config.option, "dist", None) == "load":
-        # loadgroup is load, except that an xdist_group stays on one worker:
-        # the classes that share a cluster (see the module docstring).
-        config.option.dist = "loadgroup"
-    workerinput = getattr(config, "workerinput", None)
-    if workerinput is not None and workerinput.get(_LOADGROUP_KEY):
-        # A worker reads --dist from the command line, not from the controller.
-        config.option.loadgroup = True
     config.pluginmanager.register(DisttestPytest(config), "disttest-session")
-
-
-@pytest.hookimpl(optionalhook=True)
-def pytest_configure_node(node) -> None:
-    """pytest-xdist, on the controller: tell each worker the scheduling chosen."""
-    if getattr(node.config.option, "dist", None) == "loadgroup":
-        node.workerinput[_LOADGROUP_KEY] = True
 
 
 def _is_unittest_item(item) -> bool:
@@ -197,6 +181,13 @@ class DisttestPytest:
         # The planner's units (a class, or a module with fixtures) that hold
         # cluster classes: one group per cluster compatibility, so a worker
         # gets every class that could share its cluster, and a module whole.
+        if hasattr(config, "workerinput") and not config.getvalue("loadgroup"):
+            import warnings
+
+            warnings.warn(pytest.PytestWarning(
+                "disttest: cluster classes may be split across xdist workers, each starting "
+                "its own clusters; run with --dist loadgroup to keep the classes that share "
+                "a cluster on one worker"))
         whole = _modules_with_module_fixtures(items)
         for unit in make_units([t for _, t in by_test.values()], whole):
             needs = [(cls, runner.requirement_for(cls, [])) for cls in unit.classes

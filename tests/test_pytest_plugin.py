@@ -327,8 +327,8 @@ class XdistTests(unittest.TestCase):
     def test_workers_keep_cluster_sharing_classes_and_modules_together(self):
         sample = Sample(self.addCleanup, "mixed")
         junit = sample.path("pytest.xml")
-        run = sample.run(*PLUGIN, "-p", "xdist", "tests", "-n", "2", f"--junitxml={junit}",
-                         module="pytest")
+        run = sample.run(*PLUGIN, "-p", "xdist", "tests", "-n", "2", "--dist", "loadgroup",
+                         f"--junitxml={junit}", module="pytest")
         self.assertEqual(run.returncode, 0, run)
         self.assertIn("15 passed", run.stdout)
         # One summary per worker, and the same three starts in all.
@@ -339,6 +339,14 @@ class XdistTests(unittest.TestCase):
         ids = {p.get("value") for p in ET.parse(junit).getroot().iter("property")
                if p.get("name") == "disttest.cluster.id"}
         self.assertGreaterEqual(len(ids), 2)
+        self.assertNotIn("may be split across xdist workers", run.stdout)
+
+    def test_other_modes_are_warned_about(self):
+        sample = Sample(self.addCleanup, "mixed")
+        run = sample.run(*PLUGIN, "-p", "xdist", "tests", "-n", "2", module="pytest")
+        self.assertEqual(run.returncode, 0, run)
+        self.assertIn("15 passed", run.stdout)
+        self.assertIn("run with --dist loadgroup", run.stdout)
 
 
 @unittest.skipUnless(HAVE_PYTEST, "pytest is not installed")
