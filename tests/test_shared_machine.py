@@ -359,6 +359,9 @@ def relay_and_inject(listener: socket.socket, node_address, command: str) -> Non
         node.recv(1 << 16)  # the reply to our request, or the node closing on us
     except OSError:
         pass
+    finally:
+        node.close()
+        controller.close()
 
 
 class RelayedHandshake(unittest.TestCase):

@@ -108,9 +108,9 @@ def adopt(pool, requirement):
     Check, verify and save happen under the registry's lock: of concurrent
     runs, exactly one takes a kept cluster, and the others see its owner.
     """
-    if requirement.simulated or not pool.registry.dir.is_dir():
-        return None  # nothing was ever kept here
-    with pool.registry.locked() as locked:
+    if requirement.simulated:
+        return None
+    with pool.registry.locked() as locked:  # False: the state directory is read-only
         return _adopt(pool, requirement) if locked else None
 
 
