@@ -9,6 +9,7 @@ plan.
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 import unittest
 from typing import Any, Callable, Iterator
@@ -132,8 +133,19 @@ class DistributedTestCase(unittest.TestCase):
         self.addCleanup(_report_spawn_failures, lent)  # the last cleanup to run
         for node in lent.nodes:
             node.current_test = self.id()  # so an error can name the test that stopped it
-        with _session.current().slow_watch.watching(self.id(), lent.nodes):
-            return super().run(result)
+        session = _session.current()
+        # For the reports: when the test ran, where each node's log stood, what it broke.
+        session.events.emit("test_started", test=self.id(), cluster=lent.id,
+                            logs=_log_marks(lent.nodes))
+        started = time.monotonic()
+        try:
+            with session.slow_watch.watching(self.id(), lent.nodes):
+                return super().run(result)
+        finally:
+            session.events.emit("test_finished", test=self.id(), cluster=lent.id,
+                                logs=_log_marks(lent.nodes),
+                                faults=[f for f in lent.fault_history()
+                                        if f.get("time", started) >= started])
 
     @_ClassOrInstanceProperty
     def nodes(self) -> list:
@@ -397,3 +409,15 @@ def distributed(cls: type | None = None, **declaration: Any):
         return type(target.__name__, (target, DistributedTestCase), namespace)
 
     return decorate(cls) if cls is not None else decorate
+
+
+def _log_marks(nodes) -> dict:
+    """How far each node's log file is written now: {node name: bytes}."""
+    marks = {}
+    for node in nodes:
+        path = getattr(node, "log_path", None)
+        try:
+            marks[node.name] = os.path.getsize(path) if path is not None else 0
+        except OSError:
+            pass
+    return marks

@@ -74,7 +74,7 @@ class DistributedTestProgram(unittest.TestProgram):
     no_distributed = force_cluster = plan = cluster_debug = simulate = False
     keep_cluster = strict_cleanup = False
     save_cluster_logs = shard = durations_file = seed = jobs = None
-    cluster_size = fallback = json_report = junit_xml = ci = None
+    cluster_size = fallback = json_report = junit_xml = html_report = ci = None
     durations = None  # --durations N (unittest's own from Python 3.12 on)
     no_reuse = False
 
@@ -138,6 +138,9 @@ class DistributedTestProgram(unittest.TestProgram):
                            help="print the groups and clusters that would start; run nothing")
         group.add_argument("--json-report", metavar="PATH",
                            help="write a JSON report with cluster data")
+        group.add_argument("--html-report", metavar="PATH",
+                           help="write one self-contained HTML page of the run: summary, "
+                                "failures, each cluster's timeline, node logs per test")
         group.add_argument("--junit-xml", metavar="PATH",
                            help="write a JUnit XML report (Jenkins, GitLab, GitHub) "
                                 "with cluster data")
@@ -156,6 +159,8 @@ class DistributedTestProgram(unittest.TestProgram):
             settings["json_report"] = self.json_report
         if self.junit_xml:
             settings["junit_xml"] = self.junit_xml
+        if self.html_report:
+            settings["html_report"] = self.html_report
         if self.cluster_debug:
             settings["verbose_cluster_logs"] = True
         if self.save_cluster_logs:
@@ -210,7 +215,8 @@ class DistributedTestProgram(unittest.TestProgram):
                           no_distributed=self.no_distributed,
                           force_cluster=self.force_cluster, cluster_size=self.cluster_size,
                           fallback=self.fallback, json_report=self.json_report,
-                          junit_xml=self.junit_xml, cluster_debug=self.cluster_debug,
+                          junit_xml=self.junit_xml, html_report=self.html_report,
+                          cluster_debug=self.cluster_debug,
                           simulate=self.simulate, keep_cluster=self.keep_cluster,
                           strict_cleanup=self.strict_cleanup, shard=self.shard,
                           catch_break=bool(self.catchbreak), jobs=self.jobs or 1)

@@ -35,6 +35,7 @@ class RunOptions:
     fallback: str | None = None
     json_report: str | None = None
     junit_xml: str | None = None
+    html_report: str | None = None
     shard: tuple[int, int] | None = None
     jobs: int | str = 1  # workers (-j N), or "auto"
 
@@ -77,6 +78,7 @@ class DistributedTestRunner(unittest.TextTestRunner):
         self.options = options or RunOptions()
         self.last_result: DistributedTestResult | None = None
         self.stats = None  # RunStats of the last run
+        self.timeline = None  # its TimelineEvents, when an HTML report is wanted
         self._interrupts: InterruptHandlers | None = None
 
     def _makeResult(self):
@@ -125,7 +127,8 @@ class DistributedTestRunner(unittest.TextTestRunner):
         if (options.only or options.exclude or options.shard or options.force_cluster
                 or options.jobs != 1
                 or options.json_report or config.json_report or options.junit_xml
-                or config.junit_xml or "disttest.case" in sys.modules):
+                or config.junit_xml or options.html_report or config.html_report
+                or "disttest.case" in sys.modules):
             return False
         modules = {type(t).__module__ for t in tests}
         return not any(_refers_to_disttest(sys.modules.get(name)) for name in modules)
@@ -154,6 +157,12 @@ class DistributedTestRunner(unittest.TextTestRunner):
         events = EventBus()
         stats = self.stats = RunStats()
         events.subscribe(stats.on_event)
+        timeline = self.timeline = None
+        if options.html_report or config.html_report:
+            from disttest.report.html import TimelineEvents
+
+            timeline = self.timeline = TimelineEvents()
+            events.subscribe(timeline.on_event)
 
         plan, filtered, has_cluster_tests = self.plan(tests)
         del tests  # from here only the suite that runs them holds the tests
@@ -306,6 +315,7 @@ class DistributedTestRunner(unittest.TextTestRunner):
         for name, write in (("the summary", self._write_summary),
                             ("the JSON report", self._write_json_report),
                             ("the JUnit report", self._write_junit_report),
+                            ("the HTML report", self._write_html_report),
                             ("the durations history", self._write_durations)):
             try:
                 write(result, stats, paint, config)
@@ -340,6 +350,13 @@ class DistributedTestRunner(unittest.TextTestRunner):
             from disttest.report import junit
 
             junit.write(path, result, stats, config)
+
+    def _write_html_report(self, result, stats, paint, config) -> None:
+        path = self.options.html_report or config.html_report
+        if path and self.timeline is not None:
+            from disttest.report import html
+
+            html.write(path, html.build(result, stats, self.timeline, config, path))
 
     def _write_durations(self, result, stats, paint, config) -> None:
         if result.records and (config.durations_file or self.options.jobs != 1) \

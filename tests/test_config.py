@@ -57,7 +57,7 @@ class KeysTest(unittest.TestCase):
             "call_timeout": 30.0, "slow_test_notice": 30.0, "port_range": (20000, 29999), "host": "127.0.0.1",
             "fallback": None, "startup_retries": 2, "retry_backoff": 0.5,
             "keep_clusters_ttl": 0.0, "timeout_multiplier": 2.0, "junit_xml": None,
-            "json_report": None, "verbose_cluster_logs": False, "save_cluster_logs": None,
+            "json_report": None, "html_report": None, "verbose_cluster_logs": False, "save_cluster_logs": None,
             "durations_file": None,
             "state_dir": None, "launcher": "local", "hosts": (), "ssh_options": (),
             "remote_python": None})

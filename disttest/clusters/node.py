@@ -244,7 +244,8 @@ class Node(NodeRPC):
         if kind in ("kill", "terminate"):
             self.stopped_by = self.current_test
         if self.events and kind != "restart":  # restarts have node_restarted
-            self.events.emit("node_action", node=self.name, action=kind, pid=self.pid)
+            self.events.emit("node_action", cluster=self.boot.get("cluster_id"), node=self.name,
+                             action=kind, pid=self.pid)
 
     def record_metrics(self) -> None:
         """Note the current process's peak memory and CPU time before it ends."""
@@ -297,7 +298,8 @@ class Node(NodeRPC):
         """Unfreeze a paused node (SIGCONT)."""
         if self.process is not None:
             if self.paused and self.events:  # a repair, not a fault: announced only
-                self.events.emit("node_action", node=self.name, action="resume", pid=self.pid)
+                self.events.emit("node_action", cluster=self.boot.get("cluster_id"),
+                                 node=self.name, action="resume", pid=self.pid)
             self.process.signal(signal.SIGCONT)
             self.paused = False
 
@@ -330,7 +332,8 @@ class Node(NodeRPC):
         if self.settings:
             self._request("configure", self.settings)
         if self.events:
-            self.events.emit("node_restarted", node=self.name, pid=self.pid)
+            self.events.emit("node_restarted", cluster=self.boot.get("cluster_id"),
+                             node=self.name, pid=self.pid)
         if lifecycle is not None and lifecycle is self.lifecycle:
             lifecycle.node_started(self)
         if stopping_error is not None:

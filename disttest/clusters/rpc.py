@@ -196,7 +196,8 @@ class NodeRPC:
             if not self.stopped_on_purpose and self._reported_pid != self.pid:
                 self._reported_pid = self.pid  # one report per dead process
                 if self.events:
-                    self.events.emit("node_crashed", node=self.name, pid=self.pid, status=status)
+                    self.events.emit("node_crashed", cluster=self.boot.get("cluster_id"),
+                                     node=self.name, pid=self.pid, status=status)
             earlier = self.stopped_on_purpose and self.stopped_by not in (None,
                                                                            self.current_test)
             if earlier:
