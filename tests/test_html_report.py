@@ -5,7 +5,7 @@ with real nodes: it logs on nodes, pauses, kills and restarts a node,
 partitions and delays a proxied network, and fails one test. The page's data
 is read back from the file and compared with the JSON report of the same run;
 a real headless Chromium (where installed) then clicks, filters and takes a
-screenshot.
+screenshot, saved in $DISTTEST_TEST_ARTIFACTS (else build/test-artifacts/).
 """
 from __future__ import annotations
 
