@@ -38,7 +38,7 @@ KINDS = frozenset({
     "cluster_reused", "cluster_growing", "cluster_grown", "cluster_resetting", "cluster_reset",
     "cluster_stopping", "cluster_stopped", "cluster_kept",
     "node_crashed", "node_restarted", "node_replaced", "node_log",
-    "test_started", "test_finished",
+    "test_started", "test_finished", "test_logs",
     "fallback", "leak", "diagnosis", "rpc", "warning", "class_finished", "test_slow",
     "node_action", "fault",
 })

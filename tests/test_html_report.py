@@ -140,6 +140,33 @@ class HtmlReportOfARun(unittest.TestCase):
                           for e in browser.all("#logs .lognode")], ["node-0"])
 
 
+class HtmlReportOfOtherRuns(unittest.TestCase):
+    def test_under_j_the_workers_send_their_nodes_log_windows(self):
+        sample = Sample(self.addCleanup, "htmlreport")
+        html = sample.path("parallel.html")
+        run = sample.run("discover", "-s", "tests", "-t", ".", "-j", "2",
+                         "--html-report", str(html))
+        self.assertEqual(run.returncode, 1, run)
+        tests = {t["id"]: t for t in page_data(html)["tests"]}
+        self.assertEqual({n: e["lines"] for n, e in tests[FAILS]["logs"].items()},
+                         {"node-0": ["bravo-node0 </script><b>not markup</b>"],
+                          "node-1": ["bravo-node1-says-goodbye"]})
+        self.assertEqual([f["kind"] for f in tests[NETWORK]["faults"]],
+                         ["partition", "heal", "delay"])
+
+    def test_a_failed_history_check_links_its_saved_view(self):
+        sample = Sample(self.addCleanup, "history")
+        html = sample.path("reports/history.html")
+        run = sample.run("discover", "-s", "tests", "-t", ".", "-k", "test_stale_register",
+                         "--html-report", str(html),
+                         env={"DISTTEST_HISTORY_DIR": str(sample.path("histories"))})
+        self.assertEqual(run.returncode, 1, run)
+        (failed,) = [t for t in page_data(html)["tests"] if t["outcome"] == "failed"]
+        self.assertTrue(failed["history"].startswith("../histories/"), failed["history"])
+        self.assertTrue(failed["history"].endswith(".html"))
+        self.assertTrue((html.parent / failed["history"]).is_file(), failed["history"])
+
+
 class HtmlReportSettings(unittest.TestCase):
     def test_html_report_in_the_configuration_writes_the_page(self):
         sample = Sample(self.addCleanup, "htmlreport")

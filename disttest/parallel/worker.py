@@ -215,6 +215,13 @@ class Worker:
         settings, options = self.settings, self.settings["options"]
         events = EventBus()
         events.subscribe(self._forward)
+        if options.html_report or settings["config"].html_report:
+            # Only this process can read its nodes' logs: each test's window goes
+            # to the controller's HTML report as a test_logs event.
+            from disttest.report.html import TimelineEvents
+
+            events.subscribe(TimelineEvents(on_logs=lambda test, logs: events.emit(
+                "test_logs", test=test, logs=logs)).on_event)
         # Cluster ids name their worker, so the run's reports tell them apart.
         pool = self.pool = ClusterPool(settings["config"], events,
                                        name_prefix=f"w{self.number}-")

@@ -26,13 +26,15 @@ _ATTACHMENT = re.compile(r"\[\[ATTACHMENT\|([^\]\n]+\.html)\]\]")
 class TimelineEvents:
     """Subscribe ``on_event``: what happened when, relative to the run's start."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_logs=None) -> None:
+        # on_logs(test id, logs): called with each test's node log window once read
+        # (a -j worker sends them on to the controller).
+        self.on_logs = on_logs
         self.t0 = time.monotonic()
         self.clusters: dict[str, dict] = {}
         self.node_events: list[dict] = []
         self.class_ends: list[dict] = []
         self.tests: dict[str, dict] = {}
-        self.kept_bytes = 0
 
     def _at(self, t: float) -> float:
         return round(t - self.t0, 4)
@@ -103,9 +105,9 @@ class TimelineEvents:
     def _on_class_finished(self, e: Event) -> None:
         """The class's nodes are still there: read each test's window of their logs."""
         self.class_ends.append({"cluster": e.cluster, "t": self._at(e.time)})
-        waiting = [t for t in self.tests.values()
-                   if t["cluster"] == e.cluster and "until" in t and "logs" not in t]
-        for test in waiting:
+        waiting = {i: t for i, t in self.tests.items()
+                   if t["cluster"] == e.cluster and "until" in t and "logs" not in t}
+        for test in waiting.values():
             test["logs"] = {}
         for node in e.data.get("nodes", []):
             path = getattr(node, "log_path", None)
@@ -113,10 +115,19 @@ class TimelineEvents:
                 continue
             try:
                 with open(path, "rb") as log:
-                    for test in waiting:
+                    for test in waiting.values():
                         self._read_window(log, node.name, test)
             except OSError:
                 continue
+        if self.on_logs is not None:
+            for test_id, test in waiting.items():
+                self.on_logs(test_id, test["logs"])
+                del self.tests[test_id]  # sent: the worker keeps nothing of it
+
+    def _on_test_logs(self, e: Event) -> None:
+        test = self.tests.get(e.test)
+        if test is not None:
+            test["logs"] = dict(e.logs)
 
     def _read_window(self, log, name: str, test: dict) -> None:
         start, end = test["marks"].get(name), test["until"].get(name)
@@ -133,7 +144,6 @@ class TimelineEvents:
         if len(lines) > LINES_PER_NODE:
             lines = lines[-LINES_PER_NODE:]
             omitted = -1
-        self.kept_bytes += sum(len(line) for line in lines)
         test["logs"][name] = {"lines": lines, "cut": bool(omitted)}
 
 
