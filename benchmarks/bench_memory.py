@@ -13,7 +13,9 @@ side and interleaved (which side goes first alternates from round to round):
   a runner keeps alive: they show the cost in time, not only in memory.
 
 Peak memory is each process's own maximum resident set (``os.wait4``'s
-``ru_maxrss``). The target is disttest ≤ 1.1× unittest on both figures.
+``ru_maxrss``); CPU time is its user + system time from the same call, which a
+busy machine disturbs far less than wall time (both are printed). The target
+is disttest ≤ 1.1× unittest on memory and time.
 
     python benchmarks/bench_memory.py [--rounds 5] [--stdlib test.test_asyncio --stdlib-rounds 1]
 """
@@ -55,8 +57,8 @@ for _n in range(200):
 '''
 
 
-def run_once(module: str, args: list[str], cwd: Path, env: dict) -> tuple[float, float, str]:
-    """(wall seconds, peak RSS in MiB, output) of ``python -m module *args``."""
+def run_once(module: str, args: list[str], cwd: Path, env: dict) -> tuple[float, float, float, str]:
+    """(wall seconds, CPU seconds, peak RSS in MiB, output) of ``python -m module *args``."""
     cmd = [sys.executable, "-m", module, *args]
     started = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=str(cwd), env=env, stdin=subprocess.DEVNULL,
@@ -69,17 +71,18 @@ def run_once(module: str, args: list[str], cwd: Path, env: dict) -> tuple[float,
     if not RAN.search(output):
         raise SystemExit(f"{' '.join(cmd)} printed no 'Ran N tests' line "
                          f"(exit {proc.returncode}); output:\n{output[-3000:]}")
-    return elapsed, usage.ru_maxrss / 1024, output
+    return elapsed, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, output
 
 
 def measure(name: str, args: list[str], cwd: Path, env: dict, rounds: int) -> list:
-    results = {side: {"wall": [], "rss": []} for side in ("unittest", "disttest")}
+    results = {side: {"wall": [], "cpu": [], "rss": []} for side in ("unittest", "disttest")}
     outcomes = {}
     for rnd in range(rounds):
         order = ("disttest", "unittest") if rnd % 2 else ("unittest", "disttest")
         for side in order:
-            wall, rss, output = run_once(side, args, cwd, env)
+            wall, cpu, rss, output = run_once(side, args, cwd, env)
             results[side]["wall"].append(wall)
+            results[side]["cpu"].append(cpu)
             results[side]["rss"].append(rss)
             ran = RAN.search(output)
             tail = output[ran.end():].strip().splitlines()[:1]
@@ -89,10 +92,11 @@ def measure(name: str, args: list[str], cwd: Path, env: dict, rounds: int) -> li
               f"disttest {outcomes['disttest']!r}")
     u, d = results["unittest"], results["disttest"]
     rows = []
-    for label, key, unit in (("peak RSS", "rss", "MiB"), ("wall time", "wall", "s")):
+    for label, key, unit in (("peak RSS", "rss", "MiB"), ("CPU time", "cpu", "s"),
+                             ("wall time", "wall", "s")):
         mu, md = _util.median(u[key]), _util.median(d[key])
         ratio = md / mu
-        rows.append([f"{name}: {label}", f"{mu:.1f} {unit}", f"{md:.1f} {unit}",
+        rows.append([f"{name}: {label}", f"{mu:.2f} {unit}", f"{md:.2f} {unit}",
                      f"{ratio:.2f}×", _util.verdict(ratio, TARGET)])
     print(f"  {name}: {outcomes['unittest']} ({rounds} round(s))")
     return rows
