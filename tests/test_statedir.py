@@ -39,16 +39,29 @@ class NoHome(unittest.TestCase):
         return subprocess.run([sys.executable, "-m", "disttest", *args], cwd=self.project,
                               env=env, capture_output=True, text=True, timeout=120)
 
-    def test_cluster_tests_run_with_state_under_tmp(self):
+    def test_cluster_tests_run_without_a_home(self):
         run = self.run_disttest("discover", "-s", "tests", "-t", ".")
         self.assertEqual(run.returncode, 0, run.stderr)
         self.assertRegex(run.stderr, r"(?m)^Ran 63 tests")
+        self.assertNotIn("home directory", run.stderr)
+
+    def test_kept_clusters_are_recorded_under_tmp(self):
+        run = self.run_disttest("discover", "-s", "tests", "-t", ".", "-p", "test_cluster.py",
+                                "--keep-cluster")
+        self.assertEqual(run.returncode, 0, run.stderr)
+        self.addCleanup(self.run_disttest, "cluster", "stop", "--all")
         info = os.lstat(self.fallback)
         self.assertTrue(stat.S_ISDIR(info.st_mode))
         self.assertEqual(stat.S_IMODE(info.st_mode), 0o700)
         self.assertEqual(info.st_uid, os.getuid())
-        # The registry of kept clusters, which every cluster run consults, is there.
-        self.assertTrue((self.fallback / "clusters").is_dir(), list(self.fallback.rglob("*")))
+        self.assertEqual(len(list((self.fallback / "clusters").glob("*.json"))), 1,
+                         list(self.fallback.rglob("*")))
+        status = self.run_disttest("cluster", "status")
+        self.assertEqual(status.returncode, 0, status.stderr)
+        self.assertRegex(status.stdout, r"(?m)^  c\d+-[0-9a-f]{4} +1 .* 1/1 ")
+        stop = self.run_disttest("cluster", "stop", "--all")
+        self.assertEqual(stop.returncode, 0, stop.stderr)
+        self.assertEqual(list((self.fallback / "clusters").glob("*.json")), [])
 
     def test_config_names_the_fallback(self):
         run = self.run_disttest("config")
