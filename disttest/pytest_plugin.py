@@ -188,6 +188,8 @@ class DisttestPytest:
                 "disttest: cluster classes may be split across xdist workers, each starting "
                 "its own clusters; run with --dist loadgroup to keep the classes that share "
                 "a cluster on one worker"))
+        if not config.pluginmanager.hasplugin("xdist"):
+            return  # groups mean something to pytest-xdist only (and its marker with it)
         whole = _modules_with_module_fixtures(items)
         for unit in make_units([t for _, t in by_test.values()], whole):
             needs = [(cls, runner.requirement_for(cls, [])) for cls in unit.classes
