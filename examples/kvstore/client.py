@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import socket
 import time
+import uuid
 from typing import Any, Union
 
 NodeRef = Union[str, tuple]
@@ -52,7 +53,9 @@ class Client:
         With ``node``, ask that node only: a follower raises :class:`NotLeader`.
         Otherwise follow redirects and try other nodes until ``timeout``.
         """
-        request = {"op": "put", "key": key, "value": value}
+        # One id for every attempt: a write retried after a lost answer is
+        # applied once, however often it reaches the log.
+        request = {"op": "put", "key": key, "value": value, "id": uuid.uuid4().hex}
         return self._leader_request(request, timeout, node)["index"]
 
     def get(self, key: str, node: NodeRef | None = None, consistent: bool = False,

@@ -12,6 +12,10 @@ The replicas elect a leader and replicate writes with a reduced Raft:
   new entries with its heartbeats (AppendEntries, every 50 ms). An entry is
   *committed* once a majority holds it; only then is it applied to the
   key-value data and the client's PUT answered.
+* Exactly once. A client that gets no answer tries again, maybe at another
+  node, with the same request id; the log may then hold the write twice,
+  and only its first committed copy is applied. Without that, a retried
+  write would take effect a second time, after writes that followed it.
 * Reads. ``get`` answers from the node's own committed data: cheap, maybe
   stale. ``get(consistent=True)`` is served by the leader only, after a round
   of heartbeats acknowledged by a majority proves it still *is* the leader —
@@ -79,6 +83,7 @@ class Replica:
         self.log: list[dict] = []             # entry i (1-based) is log[i - 1]
         self.commit_index = 0
         self.data: dict = {}                  # the committed entries, applied
+        self.applied_ids: set = set()         # request ids of the writes applied
         self.election_deadline = 0.0
         self._reset_election_timer()
         # candidate and leader bookkeeping, per peer
@@ -132,7 +137,8 @@ class Replica:
         op = request.get("op")
         try:
             if op == "put":
-                return self.put(request["key"], request["value"], request.get("timeout", 2.0))
+                return self.put(request["key"], request["value"], request.get("timeout", 2.0),
+                                request.get("id"))
             if op == "get":
                 if request.get("consistent"):
                     return self.consistent_get(request["key"], request.get("timeout", READ_TIMEOUT))
@@ -154,14 +160,14 @@ class Replica:
                     "leader": self.leader, "log_length": len(self.log),
                     "commit_index": self.commit_index, "keys": len(self.data)}
 
-    def put(self, key: str, value, timeout: float) -> dict:
+    def put(self, key: str, value, timeout: float, request_id: str | None = None) -> dict:
         """Append the write to the log and answer once a majority holds it."""
         deadline = time.monotonic() + timeout
         with self.lock:
             if self.role != "leader":
                 return {"ok": False, "error": "not_leader", "leader": self.leader}
             term = self.term
-            self.log.append({"term": term, "key": key, "value": value})
+            self.log.append({"term": term, "key": key, "value": value, "id": request_id})
             index = len(self.log)
             self._advance_commit()  # only commits here in a cluster of one
             self.lock.notify_all()  # wake the peer threads: there is something to send
@@ -377,8 +383,14 @@ class Replica:
 
     def _commit_to(self, index: int) -> None:
         for entry in self.log[self.commit_index:index]:
-            if entry["key"] is not None:  # None: a leader's no-op
-                self.data[entry["key"]] = entry["value"]
+            if entry["key"] is None:  # a leader's no-op
+                continue
+            request_id = entry.get("id")
+            if request_id is not None:
+                if request_id in self.applied_ids:
+                    continue  # a retried write whose first copy is applied already
+                self.applied_ids.add(request_id)
+            self.data[entry["key"]] = entry["value"]
         self.commit_index = index
         self.lock.notify_all()
 
