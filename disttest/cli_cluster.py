@@ -182,6 +182,21 @@ def cmd_stop(args, config) -> int:
     return 0
 
 
+def _dead_runs_directory(path: str) -> bool:
+    """Is ``path`` inside a cluster directory (under tmp) whose run has ended?"""
+    tmp = Path(tempfile.gettempdir())
+    candidate = Path(path)
+    for parent in candidate.parents:
+        if parent.parent == tmp and _CLUSTER_DIR.match(parent.name):
+            try:
+                if parent.stat().st_uid != os.getuid():
+                    return False
+            except OSError:
+                return False
+            return not owner_alive(parent)
+    return False
+
+
 def cmd_clean(args, config) -> int:
     """Stop whatever no live run owns; remove stale records, directories and locks."""
     import psutil
@@ -207,7 +222,7 @@ def cmd_clean(args, config) -> int:
     # Node processes whose controller is gone and that no record names.
     me = os.getuid()
     open_logs = set()
-    others = 0
+    others = unproven = 0
     for proc in psutil.process_iter(["pid", "ppid", "uids", "cmdline"]):
         try:
             if proc.info["uids"].real != me or "disttest.agent" not in " ".join(proc.info["cmdline"] or []):
@@ -222,6 +237,13 @@ def cmd_clean(args, config) -> int:
             if proc.info["pid"] in known_pids or parent_alive or kept_elsewhere:
                 open_logs.update(files)
                 others += kept_elsewhere
+                continue
+            # Proof that it is a node of a run that has ended: it writes its log
+            # into a cluster directory whose owner (pid and start time) is dead.
+            # A command line proves nothing: anyone can name a process so.
+            if not any(_dead_runs_directory(path) for path in files):
+                open_logs.update(files)
+                unproven += 1
                 continue
             if is_agent(proc.info["pid"]):
                 proc.kill()
@@ -262,6 +284,10 @@ def cmd_clean(args, config) -> int:
     if others:
         print(f"left {others} node(s) kept by another state directory running "
               "(they end after their idle TTL)")
+    if unproven:
+        print(f"left {unproven} node process(es) without a parent running: none writes "
+              "into the directory of a run that has ended, so none is proved to be ours "
+              "to stop")
     print(f"cluster clean: {len(removed)} item(s) removed")
     return 0
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import shlex
 import signal
 import stat
 import subprocess
@@ -305,6 +306,25 @@ class ClusterClean(unittest.TestCase):
         self.assertNotIn(str(fresh), clean.stdout)
         self.assertFalse(dead.exists(), clean.stdout)
         self.assertIn(f"removed temporary directory {dead}", clean.stdout)
+
+    def test_clean_signals_no_look_alike_without_proof(self):
+        # A process of this user named like a node, whose parent is gone, but that
+        # writes into no directory of a run that has ended: nothing proves it is a
+        # node of ours, whatever its command line says.
+        marker = self.tmpdir / "look-alike.pid"
+        code = ("import os, sys, time  # from disttest.agent import main\n"
+                f"open({str(marker)!r}, 'w').write(str(os.getpid()))\ntime.sleep(120)")
+        subprocess.run(["sh", "-c", f"{sys.executable} -c {shlex.quote(code)} >/dev/null 2>&1 &"],
+                       check=True)
+        self.assertTrue(support.wait_for(lambda: marker.exists() and marker.read_text(), 10))
+        pid = int(marker.read_text())
+        self.addCleanup(lambda: alive([pid]) and os.kill(pid, signal.SIGKILL))
+
+        clean = self.project.cluster("clean")
+        self.assertEqual(clean.returncode, 0, clean)
+        self.assertEqual(alive([pid]), [pid], clean.stdout)
+        self.assertNotIn(f"orphaned node process {pid}", clean.stdout)
+        self.assertIn("none is proved to be ours to stop", clean.stdout)
 
     def test_clean_kills_a_paused_node_the_killed_runner_left(self):
         proc = self.project.popen(env={"SAMPLE_SLEEP": "30", "SAMPLE_PAUSE": "1"})
