@@ -10,9 +10,27 @@ For each size N, interleaved round by round (after one warm-up round):
   ``-c`` that connect back over TCP to a socket this script listens on,
   until all N connections are accepted. Clean-up is outside the timed section.
 
-The target is disttest ≤ 1.5× bare. Run from the repository root:
+The target is disttest ≤ 1.5× bare.
+
+Then template nodes (``node_start = "template"``), interleaved the same way
+for N = 3 and 8 (``--template-sizes``), every side until every node answers:
+
+* template — a fresh cluster forked from a template with no ``preload``,
+  against the same bare interpreters; target ≤ 0.5× bare;
+* with a heavy preload (``HEAVY``: asyncio, email, http.server, xml.etree,
+  json, decimal, and flask where installed): spawned nodes whose first call
+  imports those modules (spawn+import, what a user pays today), bare
+  interpreters that import them before phoning home (bare+import), and a
+  cluster forked from a template that preloaded them (its first call finds
+  them imported); target: template ≥ 10× faster than spawn+import;
+* restart — ``node.restart()`` of one node of a 3-node cluster until it
+  answers a ping, template against spawned; target ≤ 20 ms.
+
+The templates' own start (once per configuration) is in the warm-up round
+and shown apart. Run from the repository root:
 
     python benchmarks/bench_cluster_start.py [--rounds 20] [--sizes 1,3,5,8]
+        [--template-rounds 10] [--template-sizes 3,8] [--part all|spawn|template]
 """
 from __future__ import annotations
 
@@ -26,6 +44,9 @@ import time
 import _util
 
 TARGET = 1.5
+TEMPLATE_TARGET, PRELOAD_TARGET, RESTART_TARGET_MS = 0.5, 10.0, 20.0
+HEAVY_STDLIB = ("asyncio", "email", "email.message", "http.server", "xml.etree.ElementTree",
+                "json", "decimal")
 
 BARE_CHILD = ("import socket,sys;"
               "s=socket.create_connection(('127.0.0.1',int(sys.argv[1])));"
@@ -41,9 +62,10 @@ class Bare:
         self.listener.listen(128)
         self.port = self.listener.getsockname()[1]
 
-    def start(self, n: int) -> tuple[float, list, list]:
+    def start(self, n: int, imports: tuple = ()) -> tuple[float, list, list]:
+        code = "".join(f"import {name};" for name in imports) + BARE_CHILD
         started = time.perf_counter()
-        procs = [subprocess.Popen([sys.executable, "-c", BARE_CHILD, str(self.port)],
+        procs = [subprocess.Popen([sys.executable, "-c", code, str(self.port)],
                                   stdin=subprocess.DEVNULL) for _ in range(n)]
         conns = [self.listener.accept()[0] for _ in range(n)]
         return time.perf_counter() - started, procs, conns
@@ -69,8 +91,8 @@ def time_disttest(pool, Requirement, n: int) -> tuple[float, dict]:
     return elapsed, timings
 
 
-def time_bare(bare: Bare, n: int) -> float:
-    elapsed, procs, conns = bare.start(n)
+def time_bare(bare: Bare, n: int, imports: tuple = ()) -> float:
+    elapsed, procs, conns = bare.start(n, imports)
     bare.stop(procs, conns)
     return elapsed
 
@@ -79,10 +101,27 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=20, help="measured rounds (default 20)")
     parser.add_argument("--sizes", default="1,3,5,8", help="cluster sizes (default 1,3,5,8)")
+    parser.add_argument("--template-rounds", type=int, default=10,
+                        help="measured rounds of the template part (default 10)")
+    parser.add_argument("--template-sizes", default="3,8",
+                        help="cluster sizes of the template part (default 3,8)")
+    parser.add_argument("--part", choices=("all", "spawn", "template"), default="all")
     args = parser.parse_args()
-    sizes = [int(s) for s in args.sizes.split(",")]
 
     _util.setup("disttest benchmark: cluster start-up")
+    if args.part in ("all", "spawn"):
+        spawn_part(args)
+    if args.part in ("all", "template"):
+        if args.part == "all":
+            print()
+        import _template_part  # the template half of this benchmark
+
+        _template_part.template_part(args, Bare, time_bare)
+    return 0
+
+
+def spawn_part(args) -> None:
+    sizes = [int(s) for s in args.sizes.split(",")]
 
     # disttest.config is written concurrently with this benchmark: wait for it.
     for attempt in range(60):
@@ -151,7 +190,6 @@ def main() -> int:
           f"{ms(first_acquire[1])} ms, including the controller's one-time lazy imports")
     print(f"worst ratio {worst:.2f}×: target {_util.verdict(worst, TARGET)}")
     print(f"benchmark ran {total:.1f} s")
-    return 0
 
 
 if __name__ == "__main__":

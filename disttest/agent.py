@@ -396,6 +396,10 @@ def main() -> None:
     if not boot:
         sys.stderr.write("disttest.agent: no bootstrap on stdin; nodes are started by disttest\n")
         sys.exit(2)
+    if boot.get("template"):  # the node template, which forks nodes (agent_template)
+        from disttest import agent_template
+
+        return agent_template.main(boot, main)
     node_dir = boot.get("dir")
     if node_dir:  # its own working directory and TMPDIR; sys_path keeps the project's
         os.makedirs(os.path.join(node_dir, "tmp"), exist_ok=True)

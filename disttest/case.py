@@ -65,6 +65,7 @@ class DistributedTestCase(unittest.TestCase):
     fresh_cluster: bool = False
     network: str = "direct"
     fallback: str | None = None
+    preload: tuple[str, ...] = ()  # imported once by the node template (node_start)
     cluster = None  # set on the class while its tests run
 
     @classmethod
@@ -386,7 +387,7 @@ def distributed(cls: type | None = None, **declaration: Any):
     class that behaves like the original and also gets a cluster.
     """
     allowed = {"cluster_size", "min_cluster_size", "node_ports", "node_env", "tags",
-               "fresh_cluster", "network", "fallback"}
+               "fresh_cluster", "network", "fallback", "preload"}
     unknown = set(declaration) - allowed
     if unknown:
         raise ConfigError(f"disttest.distributed() got unknown argument(s) "

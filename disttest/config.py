@@ -322,7 +322,7 @@ def _show(config: Config, key: str) -> str:
     if key == "ssh_options":
         import shlex
         return " ".join(shlex.quote(o) for o in value) if value else "(none)"
-    if key == "hosts":
+    if key in ("hosts", "preload"):
         return ", ".join(value) if value else "(none)"
     if key == "fallback" and value is None:
         return f"auto ({config.effective_fallback} {'in CI' if config.ci else 'outside CI'})"

@@ -84,6 +84,25 @@ def contain(controller_pid: int | None) -> str | None:
     return None
 
 
+def die_with(controller_pid: int) -> str | None:
+    """The node template: killed at once (SIGKILL) when its controller ends.
+
+    It runs no code that could need a grace period; the nodes it forked are
+    its children, so their own parent-death signal follows."""
+    if not supported():
+        return None
+    try:
+        import ctypes
+
+        if _c().prctl(PR_SET_PDEATHSIG, 9, 0, 0, 0) != 0:
+            return f"cannot ask for a parent-death signal: {os.strerror(ctypes.get_errno())}"
+    except (OSError, AttributeError) as exc:
+        return f"process containment unavailable: {exc}"
+    if os.getppid() != controller_pid:
+        os.kill(os.getpid(), 9)
+    return None
+
+
 def outlive_controller() -> None:
     """A kept node: no longer ended with the controller that started it."""
     if supported() and _libc is not None:

@@ -42,6 +42,9 @@ class Requirement:
     simulated: bool = False
     tags: frozenset[str] = field(default_factory=frozenset, compare=False)
     hosts: tuple[str, ...] = ()  # SSH hosts the nodes go to; () = local processes
+    # Modules a node template imports before forking (node_start = "template"):
+    # speed only, so clusters that differ in them are still compatible.
+    preload: tuple[str, ...] = field(default=(), compare=False)
 
     @property
     def key(self) -> tuple:
@@ -127,6 +130,15 @@ def check_env(value: Any, owner: Any) -> tuple[tuple[str, str], ...]:
     return tuple(sorted(value.items()))
 
 
+def check_preload(value: Any, owner: Any) -> tuple[str, ...]:
+    allowed = 'a tuple of module names such as ("json", "myproject.server")'
+    if isinstance(value, str) or not isinstance(value, (tuple, list)) or not all(
+            isinstance(name, str) and name and all(part.isidentifier() for part in name.split("."))
+            for name in value):
+        raise ConfigError.bad_value(_where(owner), "preload", value, allowed)
+    return tuple(value)
+
+
 def check_network(value: Any, owner: Any) -> str:
     if value not in NETWORK_MODES:
         raise ConfigError.bad_value(_where(owner), "network", value,
@@ -189,6 +201,7 @@ def requirement_of(cls: type, size: int | None = None, default_size: int = 3,
         min_size=min_size,
         tags=tags,
         hosts=() if hosts is None else check_hosts(hosts, cls),
+        preload=check_preload(getattr(cls, "preload", ()) or (), cls),
     )
 
 

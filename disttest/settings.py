@@ -34,7 +34,7 @@ FIELDS: Dict[str, Any] = {
     "html_report": None,
     "verbose_cluster_logs": False, "save_cluster_logs": None, "state_dir": None,
     "durations_file": None, "launcher": "local", "hosts": (), "ssh_options": (),
-    "remote_python": None,
+    "remote_python": None, "node_start": "spawn", "preload": (),
     # Resolved, not settings:
     "ci": False, "ci_provider": None, "project_root": None, "config_files": (),
     "from_ci_profile": frozenset(),  # settings whose value came from a ci table
@@ -97,6 +97,19 @@ def _text(choices: Tuple[str, ...] = (), optional: bool = False) -> Callable[[An
 
 
 LAUNCHERS = ("local", "ssh")
+NODE_STARTS = ("spawn", "template")
+
+
+def _modules(value: Any) -> Tuple[str, ...]:
+    """Module names: a list, or one comma-separated string."""
+    if isinstance(value, str):
+        value = [part.strip() for part in value.split(",") if part.strip()]
+    if not isinstance(value, (list, tuple)) or not all(isinstance(m, str) for m in value):
+        raise ValueError("")
+    for name in value:
+        if not all(part.isidentifier() for part in name.strip().split(".")):
+            raise Invalid(f"{name!r} is not a module name")
+    return tuple(name.strip() for name in value)
 _SSH_OPTIONS_REFUSED = ("-n", "-f", "-N", "-t", "-tt")
 
 
@@ -172,6 +185,12 @@ SPECS: Dict[str, Tuple[Callable[[Any], Any], str, str]] = {
                                   "files and the environment)", "Extra arguments for ssh."),
     "remote_python": (_text(optional=True), "an interpreter path on the hosts",
                       "Python on the hosts (default: this interpreter's path)."),
+    "node_start": (_text(NODE_STARTS), "one of " + ", ".join(NODE_STARTS),
+                   "How local nodes start: a new interpreter each, or forked from a "
+                   "preloaded template."),
+    "preload": (_modules, "a list of module names (a comma-separated string in INI files "
+                          "and the environment)", "Modules the node template imports "
+                          "before it forks nodes."),
 }
 KEYS: Tuple[str, ...] = tuple(SPECS)
 DOCS: Dict[str, str] = {key: spec[2] for key, spec in SPECS.items()}

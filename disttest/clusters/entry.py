@@ -17,7 +17,7 @@ from disttest.requirements import Requirement
 class Entry:
     """A pooled group of node processes and what it has done."""
 
-    __slots__ = ("id", "key", "network", "env", "port_names", "fresh", "hosts", "nodes",
+    __slots__ = ("id", "key", "network", "env", "preload", "port_names", "fresh", "hosts", "nodes",
                  "tmpdir", "ports", "simulated", "busy", "dirty", "lent_shape", "created",
                  "startup_s", "timings", "grows", "reused_from_previous_run", "faults",
                  "fault_mark", "adopted", "pinned", "kept_name", "kept_ttl")
@@ -28,6 +28,7 @@ class Entry:
         self.key = requirement.key
         self.network = requirement.network
         self.env = requirement.env
+        self.preload = requirement.preload
         self.port_names = set(requirement.ports)
         self.fresh = requirement.fresh
         self.hosts = requirement.hosts  # () for local processes

@@ -243,13 +243,7 @@ class LocalLauncher(ReadyLines):
             for boot, log_path in zip(boots, log_paths):
                 with open(log_path, "ab") as log:
                     try:
-                        # A network mode may run the node inside something (netns:
-                        # ``ip netns exec <namespace>``); the agent never reads it.
-                        popen = spawner.popen(
-                            list(boot.get("exec_prefix", ())) + self.command(),
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=log, cwd=boot["cwd"], env={**env, **boot.get("env", {})},
-                            start_new_session=True)
+                        popen = self._create(boot, log, {**env, **boot.get("env", {})})
                     except OSError as exc:
                         raise spawn_error(exc, boot["name"], self.executable,
                                            boot["cwd"]) from None
@@ -259,8 +253,8 @@ class LocalLauncher(ReadyLines):
                 if measure is not None:  # the run is measured: the node measures itself
                     boot = dict(boot, coverage=measure)
                     process.measured = True
-                # The node asks to be ended with its parent: this process.
-                if not write_bootstrap(popen.stdin, dict(boot, controller_pid=os.getpid())):
+                # The node asks to be ended with its parent.
+                if not write_bootstrap(popen.stdin, dict(boot, controller_pid=self._parent_pid(popen))):
                     # it died before reading it
                     popen.wait(2.0)
                     raise self._crashed(process, boot) from None
@@ -276,6 +270,21 @@ class LocalLauncher(ReadyLines):
                 process.stop(1.0)
             raise
         return started
+
+    def _create(self, boot: dict, log, env: dict[str, str]):
+        """The node's process (a ``subprocess.Popen``), its stderr on ``log``."""
+        # A network mode may run the node inside something (netns:
+        # ``ip netns exec <namespace>``); the agent never reads it.
+        return spawner.popen(list(boot.get("exec_prefix", ())) + self.command(),
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
+                             cwd=boot["cwd"], env=env, start_new_session=True)
+
+    def _parent_pid(self, popen) -> int:
+        """The pid of the node's parent process, which it asks to be ended with."""
+        return os.getpid()
+
+    def close(self) -> None:
+        """Nothing to release: each node is its own process."""
 
     def _ended(self, process: Process, boot: dict) -> ClusterStartError:
         process.wait(2.0)

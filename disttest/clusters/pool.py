@@ -43,7 +43,8 @@ class ClusterPool(PoolStarting):
         self.config = config
         self.name_prefix = name_prefix  # before every cluster id: "w2-" in -j worker 2
         self.events = events or EventBus()
-        self.launchers = {False: launcher or LocalLauncher(), True: SimulatedLauncher()}
+        self.launchers = {False: launcher or _local_launcher(config, self.events),
+                          True: SimulatedLauncher()}
         self.host = _usable_host(config.host, self.events)
         self._registry = None
         self.allocator = allocator or PortAllocator(tuple(config.port_range), self.host,
@@ -161,6 +162,8 @@ class ClusterPool(PoolStarting):
             self._closed = True
             self._stop_entries(list(self.entries))
             self.allocator.release_all()
+            for launcher in self.launchers.values():
+                getattr(launcher, "close", lambda: None)()
 
     def reopen(self) -> None:
         with self._lock:
@@ -254,3 +257,13 @@ def _usable_host(host: str, events: EventBus) -> str:
     if warning:
         events.emit("warning", message=warning)
     return address
+
+
+def _local_launcher(config, events: EventBus):
+    """Spawned nodes, or nodes forked from a template (``node_start``)."""
+    if getattr(config, "node_start", "spawn") != "template":
+        return LocalLauncher()
+    from disttest.clusters.template import TemplateLauncher
+
+    return TemplateLauncher(preload=config.preload, timeout=config.startup_timeout,
+                            note=lambda text: events.emit("warning", message=text))

@@ -126,7 +126,8 @@ class PoolStarting:
         names = sorted(entry.port_names)
         base = {"cluster_id": entry.id, "key": key, "host": self.host, "cwd": os.getcwd(),
                 "sys_path": [os.path.abspath(p) if p else os.getcwd() for p in sys.path],
-                "env": dict(entry.env), "main_path": _main_path()}
+                "env": dict(entry.env), "main_path": _main_path(),
+                "template_preload": list(entry.preload)}
         launcher = self._launcher(entry)
         remote = getattr(launcher, "address", None)  # SSH: each node binds its host's address
         if remote is not None and coverage_support.measured():

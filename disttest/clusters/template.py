@@ -1,0 +1,267 @@
+"""Template nodes: local nodes forked from a preloaded process.
+
+``TemplateLauncher`` is the local launcher (``node_start = "template"``)
+whose nodes come from a template process (``disttest/agent_template.py``)
+instead of a new interpreter each. One template runs per configuration --
+interpreter, working directory, ``sys.path``, the controller's ``PYTHON*``
+variables and the ``preload`` list -- started on first use, stopped with the
+pool. It runs the agent's command line, so it and the nodes it forks look
+like spawned nodes to every tool (``ps``, ``cluster clean``). It has imported the agent and the preloaded modules, so a node costs a
+``fork``, not an interpreter start and its imports.
+
+A forked node is made like a spawned one: the controller creates its stdin
+and stdout pipes and opens its log, and hands the three descriptors to the
+template (``SCM_RIGHTS``), with the node's whole environment; the child
+takes them as 0, 1 and 2, starts its own session and runs the agent, which
+reads its bootstrap (its key, ports, peers) from that stdin as always. So it
+still ends when the controller closes its stdin or dies; it asks for its
+parent-death signal against the template, which itself is SIGKILLed when the
+controller ends (disttest/containment.py).
+
+Refused, and spawned instead, with a one-line warning per configuration:
+a template whose preloading failed, started a thread or left a descriptor
+open; nodes whose ``node_env`` sets ``PYTHON*`` variables (they act at
+interpreter start only). Spawned without a word, as they always were:
+nodes run inside a network mode's prefix (netns, userns), nodes whose
+environment exceeds 64 KiB or whose working directory is gone (the spawn
+reports E2BIG or the missing directory as before), and every node on
+systems without ``fork`` or ``SCM_RIGHTS``.
+"""
+from __future__ import annotations
+
+import marshal
+import os
+import select
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+from disttest.clusters import spawner
+from disttest.clusters.launcher import AGENT_CODE, LocalLauncher, write_bootstrap
+
+
+
+# Variables read at interpreter start (the template's, not the node's, take effect).
+_AT_START = ("PYTHON", "LANG", "LC_")
+
+
+# An environment this large goes to spawned nodes (a fork request is one datagram).
+_LARGE_ENVIRONMENT = 64 * 1024
+
+
+def supported() -> bool:
+    return (hasattr(os, "fork") and hasattr(socket, "SCM_RIGHTS")
+            and hasattr(socket, "SOCK_SEQPACKET") and sys.platform.startswith("linux"))
+
+
+class TemplateRefused(Exception):
+    """The template cannot fork nodes safely; the reason is the message."""
+
+
+class Template:
+    """One template process and its control socket (controller side)."""
+
+    def __init__(self, executable: str, cwd: str, sys_path: list, env: dict,
+                 preload: tuple, timeout: float) -> None:
+        self.lock = threading.Lock()
+        self.exits: dict[int, int] = {}
+        self.gone = False
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self.sock = ours
+        control_fd = theirs.fileno()
+        self.errors = tempfile.TemporaryFile()  # the template's own stderr
+        try:
+            self.popen = spawner.popen(
+                [executable, "-c", AGENT_CODE], stdin=subprocess.PIPE,
+                stdout=subprocess.DEVNULL, stderr=self.errors, cwd=cwd, env=env,
+                pass_fds=[theirs.fileno()], start_new_session=True)
+        finally:
+            theirs.close()
+        write_bootstrap(self.popen.stdin, {"template": True, "sys_path": sys_path, "preload": list(preload),
+                                           "controller_pid": os.getpid(),
+                                           "control_fd": control_fd})
+        self.popen.stdin.close()
+        reply = self._receive(timeout)
+        if reply is None or "ready" not in reply:
+            reason = reply["refused"] if reply else self._crash()
+            self.close()
+            raise TemplateRefused(reason)
+
+    def _crash(self) -> str:
+        self.errors.seek(0)
+        text = self.errors.read().decode("utf-8", "replace").strip().splitlines()
+        return "the template ended during start-up" + (f": {text[-1]}" if text else "")
+
+    def _receive(self, timeout: float | None) -> dict | None:
+        """The next message, storing exit reports; None at end of file or timeout."""
+        ready, _, _ = select.select([self.sock], [], [], timeout)
+        if not ready:
+            return None
+        try:
+            data = self.sock.recv(4096)
+        except OSError:
+            data = b""
+        if not data:
+            self.gone = True
+            return None
+        message = marshal.loads(data)
+        if "exit" in message:
+            self.exits[message["exit"]] = message["code"]
+        return message
+
+    def fork(self, fds: list[int], env: dict, timeout: float) -> int:
+        """A new node process on ``fds`` (stdin, stdout, stderr); its pid."""
+        with self.lock:
+            if self.gone:
+                raise OSError("the node template has ended")
+            self.sock.sendmsg([marshal.dumps({"env": env})],
+                              [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
+                                memoryview(bytes().join(fd.to_bytes(4, sys.byteorder,
+                                                                     signed=True)
+                                                        for fd in fds)))])
+            deadline = time.monotonic() + timeout
+            while True:
+                message = self._receive(max(0.0, deadline - time.monotonic()))
+                if message is None:
+                    raise OSError("the node template did not fork the node")
+                if "pid" in message:
+                    return message["pid"]
+
+    def status(self, pid: int, wait: float = 0.0) -> int | None:
+        """``pid``'s exit code once the template has reported it."""
+        deadline = time.monotonic() + wait
+        while True:
+            with self.lock:
+                while pid not in self.exits and not self.gone:
+                    if self._receive(0) is None:
+                        break
+                if pid in self.exits:
+                    return self.exits[pid]
+                if self.gone:  # orphaned: no status to learn, only whether it runs
+                    try:
+                        os.kill(pid, 0)
+                    except ProcessLookupError:
+                        return self.exits.setdefault(pid, -9)
+                    except OSError:
+                        pass
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            if self.gone:
+                time.sleep(min(remaining, 0.02))
+            else:
+                select.select([self.sock], [], [], min(remaining, 0.05))
+
+    def close(self) -> None:
+        """End the template (end of file on its socket); its nodes are stopped already."""
+        self.sock.close()
+        self.gone = True
+        try:
+            self.popen.wait(5.0)
+        except subprocess.TimeoutExpired:
+            self.popen.kill()
+            self.popen.wait()
+        self.errors.close()
+
+
+class ForkedPopen:
+    """The part of ``subprocess.Popen`` a node's Process uses, for a forked node."""
+
+    def __init__(self, template: Template, pid: int, stdin, stdout) -> None:
+        self.template = template
+        self.pid = pid
+        self.stdin = stdin
+        self.stdout = stdout
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            self.returncode = self.template.status(self.pid)
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        if self.returncode is None:
+            self.returncode = self.template.status(
+                self.pid, float("inf") if timeout is None else timeout)
+        if self.returncode is None:
+            raise subprocess.TimeoutExpired(f"node {self.pid}", timeout)
+        return self.returncode
+
+    def kill(self) -> None:
+        if self.poll() is None:
+            try:
+                os.kill(self.pid, 9)
+            except ProcessLookupError:
+                pass
+
+
+class TemplateLauncher(LocalLauncher):
+    """Forks local nodes from a preloaded template (see the module docstring)."""
+
+    def __init__(self, executable: str | None = None, preload: tuple = (),
+                 note=None, timeout: float = 30.0) -> None:
+        super().__init__(executable)
+        self.preload = tuple(preload)
+        self.note = note or (lambda text: None)
+        self.timeout = timeout
+        self.templates: dict[tuple, Template | str] = {}
+        self._lock = threading.Lock()
+
+    def template_for(self, boot: dict, env: dict) -> Template | None:
+        """The template that forks this node, or None (with a note) to spawn it."""
+        if boot.get("exec_prefix") or not supported() or not os.path.isdir(boot["cwd"]):
+            return None  # spawned: run in a namespace, or the spawn says what is wrong
+        if sum(len(k) + len(v) + 2 for k, v in env.items()) > _LARGE_ENVIRONMENT:
+            return None  # one request's size; the system may refuse it to exec too (E2BIG)
+        if any(name.startswith("PYTHON") for name in boot.get("env", {})):
+            reason = "its node_env sets PYTHON* variables, read at interpreter start only"
+            key: tuple = ("env", tuple(sorted(boot["env"].items())))
+        else:
+            reason = None
+            preload = self.preload + tuple(name for name in boot.get("template_preload", ())
+                                           if name not in self.preload)
+            key = (self.executable, boot["cwd"], tuple(boot["sys_path"]), preload,
+                   tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith(_AT_START))))
+        with self._lock:
+            known = self.templates.get(key)
+            if known is None:
+                if reason is None:
+                    try:
+                        known = Template(self.executable, boot["cwd"], boot["sys_path"],
+                                         self.environment(), key[3], self.timeout)
+                    except (TemplateRefused, OSError) as exc:
+                        reason = str(exc)
+                if reason is not None:
+                    known = reason
+                    self.note(f"node template refused, spawning these nodes instead: {reason}")
+                self.templates[key] = known
+        return known if isinstance(known, Template) else None
+
+    def _create(self, boot: dict, log, env: dict[str, str]):
+        template = self.template_for(boot, env)
+        if template is None:
+            return super()._create(boot, log, env)
+        stdin_r, stdin_w = os.pipe()
+        stdout_r, stdout_w = os.pipe()
+        try:
+            pid = template.fork([stdin_r, stdout_w, log.fileno()], env, self.timeout)
+        except BaseException:
+            for fd in (stdin_r, stdin_w, stdout_r, stdout_w):
+                os.close(fd)
+            raise
+        os.close(stdin_r)
+        os.close(stdout_w)
+        return ForkedPopen(template, pid, open(stdin_w, "wb"), open(stdout_r, "rb"))
+
+    def _parent_pid(self, popen) -> int:
+        return popen.template.popen.pid if isinstance(popen, ForkedPopen) else os.getpid()
+
+    def close(self) -> None:
+        with self._lock:
+            templates, self.templates = self.templates, {}
+        for template in templates.values():
+            if isinstance(template, Template):
+                template.close()
