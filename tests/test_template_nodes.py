@@ -12,6 +12,7 @@ throughout; Linux only (``fork`` with ``SCM_RIGHTS``).
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -64,6 +65,10 @@ def normalized(description: dict, cluster_id: str) -> dict:
     fields["peers"] = {name: {peer: host for peer, (host, _port) in peers.items()}
                        for name, peers in fields["peers"].items()}
     shown = {k: v for k, v in description.items() if k not in ("this_node", "random")}
+    # The node's own directory (its cwd, TMPDIR) is in its cluster's directory.
+    own_dir = re.compile(rf"disttest-{re.escape(cluster_id)}-[^/]+")
+    shown["env"] = {k: own_dir.sub("<cluster dir>", v) for k, v in shown["env"].items()}
+    shown["cwd"] = own_dir.sub("<cluster dir>", shown["cwd"])
     return {**shown, "this_node": fields}
 
 
