@@ -26,8 +26,8 @@ with at most 3 more cluster starts; the project suite at ``-j auto`` <= 0.6x.
 from __future__ import annotations
 
 import argparse
+import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -37,8 +37,6 @@ from pathlib import Path
 
 import _util
 
-STARTS = re.compile(r"^  clusters started: (\d+)", re.M)
-RAN = re.compile(r"^Ran (\d+) tests? in", re.M)
 
 
 def write_synthetic(root: Path, tests: int, sleep: float) -> None:
@@ -69,18 +67,17 @@ _CI = ("CI", "GITHUB_ACTIONS", "GITLAB_CI", "JENKINS_URL", "BUILDKITE", "CIRCLEC
        "TRAVIS", "TF_BUILD", "TEAMCITY_VERSION")
 
 
-def run_once(args: list[str], cwd: Path, env: dict) -> tuple[float, int, int]:
+def run_once(args: list[str], cwd: Path, env: dict, report: Path) -> tuple[float, int, int]:
     """(wall seconds, cluster starts, tests run) of one whole run."""
     started = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "disttest", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-m", "disttest", *args, "--json-report", str(report)],
+                          cwd=cwd, env=env, capture_output=True, text=True)
     wall = time.perf_counter() - started
     if proc.returncode != 0:
         raise SystemExit(f"run failed ({proc.returncode}): {args} in {cwd}\n"
                          f"{proc.stderr[-4000:]}")
-    starts = STARTS.findall(proc.stderr)
-    ran = RAN.findall(proc.stderr)
-    return wall, int(starts[-1]) if starts else 0, int(ran[-1]) if ran else 0
+    data = json.loads(report.read_text())
+    return wall, data["cluster_starts"], data["tests_run"]
 
 
 def main() -> None:
@@ -117,7 +114,8 @@ def main() -> None:
                 cwd, args = suites[suite]
                 env = environment(tmp / f"state-{suite}")
                 for j in order:
-                    wall, started, count = run_once([*args, "-q", "-j", j], cwd, env)
+                    wall, started, count = run_once([*args, "-q", "-j", j], cwd, env,
+                                                    tmp / "report.json")
                     print(f"  {'warm-up' if warmup else f'round {round_number}'}: {suite} "
                           f"-j {j}: {wall:.2f}s, {started} cluster start(s), {count} tests",
                           flush=True)

@@ -242,6 +242,7 @@ class DistributedTestRunner(unittest.TextTestRunner):
 
         config = self._config()
         settings = dict(config=config, options=self.options, verbosity=self.verbosity,
+                        descriptions=self.descriptions,
                         buffer=self.buffer, tb_locals=getattr(self, "tb_locals", False),
                         failfast=self.failfast, debug=debug, keep_ttl=self.keep_ttl(config),
                         requirements=plan.requirements)

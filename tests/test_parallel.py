@@ -8,6 +8,7 @@ checked directly on plans of real test classes.
 """
 from __future__ import annotations
 
+import json
 import re
 import signal
 import subprocess
@@ -15,7 +16,7 @@ import sys
 import time
 import unittest
 import xml.etree.ElementTree as ET
-from collections import defaultdict
+from pathlib import Path
 
 import psutil
 
@@ -253,6 +254,53 @@ class ParallelOptions(unittest.TestCase):
         self.assertEqual(set(tests_ran(self.sample)), serial)
         self.assertLess(len(serial), len(ALL_TESTS))
 
+    def test_strict_cleanup_sees_a_leak_in_a_worker(self):
+        run = self.sample.run("-j", "2", "--strict-cleanup", "tests.test_groups", report=True,
+                              env={"SAMPLE_LEAK": "1"})
+        [child] = [int(w[1]) for w in markers(self.sample) if w[0] == "child"]
+        self.addCleanup(_kill_sleeper, child)
+        self.assertEqual(run.returncode, 1, run)
+        self.assertIn("disttest cleanup check (--strict-cleanup)", run.stderr)
+        [leak] = run.report["leaks"]
+        self.assertEqual(leak["pids"], [child])
+        self.assertTrue(support.wait_for(lambda: support.gone(child), 5))
+
+    def test_kept_clusters_serve_the_next_parallel_run(self):
+        self.addCleanup(self.sample.run, "cluster", "stop", "--all")  # if a check fails
+        # (started by hand: the kept nodes are meant to outlive this run)
+        proc, _args, meta = self.sample.start("-j", "2", "--keep-cluster", "tests.test_groups",
+                                              report=True)
+        out, err = proc.communicate(timeout=120)
+        self.assertEqual(proc.returncode, 0, err)
+        report = json.loads(meta["report"].read_text())
+        kept = {c["id"] for c in report["clusters"] if c["kept"]}
+        self.assertEqual(len(kept), 3, report["clusters"])  # one per chain
+        second = self.sample.run("-j", "2", "tests.test_groups", report=True)
+        self.assertEqual(second.returncode, 0, second)
+        reused = [c["id"] for c in second.report["clusters"] if c["reused_from_previous_run"]]
+        self.assertEqual(len(reused), len(set(reused)))  # never lent to two workers
+        self.assertTrue(set(reused) <= kept and reused, second.report["clusters"])
+        self.assertEqual(second.report["cluster_starts"] + len(reused), 3)
+        self.assertFalse(list((self.sample.state / "clusters").glob("*.json")))
+
+    def test_network_modes(self):
+        """The example suite (direct and proxy clusters) under -j."""
+        sample_root = Path(support.REPO) / "examples"
+        run = subprocess.run([sys.executable, "-m", "disttest", "discover", "-j", "2",
+                              "-s", ".", "-t", "."], cwd=sample_root, capture_output=True,
+                             text=True, env=self.sample.env(), timeout=300)
+        self.assertEqual(run.returncode, 0, run.stderr)
+        self.assertIn("network proxy", run.stderr)
+        self.assertRegex(run.stderr, r"(?m)^Ran 12 tests in")
+
+    def test_ci_log_shows_the_node_logs_of_a_failing_class(self):
+        run = self.sample.run("-j", "2", "tests.test_groups",
+                              env={"SAMPLE_FAIL": "1", "CI": "true"})
+        self.assertEqual(run.returncode, 1, run)
+        self.assertRegex(run.stderr, r"---- node-0 log \(cluster w\d+-c\d+-[0-9a-f]{4}\) for "
+                                     r"failing tests\.test_groups\.MayFail ----")
+        self.assertNotIn("internal error", run.output)
+
     def test_simulate_and_strict_cleanup(self):
         run = self.sample.run("-j", "2", "--simulate", "--strict-cleanup", "tests.test_groups",
                               report=True)
@@ -275,6 +323,15 @@ class PlainSuiteLikeUnittest(unittest.TestCase):
                 self.assertEqual(ours.returncode, theirs.returncode)
                 self.assertEqual(sorted(ours_markers), sorted(sample.read_lines("markers.txt")))
                 self.assertEqual(_failure_blocks(ours.stderr), _failure_blocks(theirs.stderr))
+
+
+def _kill_sleeper(pid: int) -> None:
+    try:
+        proc = psutil.Process(pid)
+        if proc.cmdline() == ["sleep", "60"]:
+            proc.kill()
+    except psutil.Error:
+        pass
 
 
 def _failure_blocks(stderr: str) -> list[str]:

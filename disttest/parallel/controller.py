@@ -208,7 +208,7 @@ class Controller:
         self.live.remove(handle)
         handle.conn.close()
         status = self._reap(handle.pid, 10.0)
-        if handle.finished:
+        if handle.finished and (handle.item is None or self.stopping):
             if handle.pending:  # interrupted mid-test: its record says so
                 for entry in handle.pending:
                     self._replay(*entry)

@@ -96,6 +96,21 @@ class RemoteException(Exception):
         return self.message
 
 
+class NodeLogs:
+    """A node of a class's cluster as the controller's failure-log report needs
+    it (CI only): its name and the tail of its log, read by the worker."""
+
+    __slots__ = ("name", "text")
+
+    def __init__(self, name: str, text: str) -> None:
+        self.name = name
+        self.text = text
+
+    def logs(self, tail: int | None = None) -> str:
+        lines = self.text.splitlines(keepends=True)
+        return "".join(lines[-tail:] if tail else lines)
+
+
 def as_subtest(remote: RemoteTest):
     """The controller's stand-in for a remote subtest: a real ``_SubTest`` (whose
     parent is the remote test), because unittest's text result formats subtests

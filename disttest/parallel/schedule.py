@@ -155,18 +155,23 @@ def _split_heavy(items: list[WorkItem], units: list[Unit], weights: _Weights,
 
 
 def _split(item: WorkItem, units: list[Unit], weights: _Weights, k: int) -> list[WorkItem]:
-    """``item``'s units dealt into ``k`` parts, heaviest unit to the lightest part;
-    each part keeps the planned order (so its cluster grows as planned)."""
-    order = {part: n for n, part in enumerate(item.parts)}
-    buckets: list[list] = [[] for _ in range(k)]
-    loads = [0.0] * k
-    for part in sorted(item.parts, key=lambda p: -weights.unit(units[p[0]])):
-        target = loads.index(min(loads))
-        buckets[target].append(part)
-        loads[target] += weights.unit(units[part[0]])
+    """``item``'s units cut into ``k`` runs of consecutive units of about equal
+    weight: each part keeps the planned order, and since the plan orders a
+    chain by size, each part's cluster starts near the size it needs and
+    grows least."""
+    unit_weights = [weights.unit(units[p[0]]) for p in item.parts]
+    total = sum(unit_weights)
+    buckets: list[list] = [[]]
+    done = 0.0
+    for part, weight in zip(item.parts, unit_weights):
+        remaining_parts = len(item.parts) - sum(len(b) for b in buckets)
+        cut = done + weight / 2 > total * len(buckets) / k and buckets[-1]
+        if (cut or remaining_parts <= k - len(buckets)) and len(buckets) < k and buckets[-1]:
+            buckets.append([])
+        buckets[-1].append(part)
+        done += weight
     result = []
-    for number, bucket in enumerate(b for b in buckets if b):
-        bucket.sort(key=order.__getitem__)
+    for number, bucket in enumerate(buckets):
         size = max(units[p[0]].requirement.size for p in bucket)
         result.append(WorkItem(bucket, sum(weights.unit(units[p[0]]) for p in bucket)
                                + weights.start(size),

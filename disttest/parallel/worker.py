@@ -61,9 +61,9 @@ class _NullStream:
 class ForwardingResult(DistributedTestResult):
     """Formats like the controller's result would, and forwards every call."""
 
-    def __init__(self, channel: Channel, verbosity: int, buffer: bool, tb_locals: bool,
-                 failfast: bool) -> None:
-        super().__init__(_NullStream(), True, verbosity)
+    def __init__(self, channel: Channel, descriptions: bool, verbosity: int, buffer: bool,
+                 tb_locals: bool, failfast: bool) -> None:
+        super().__init__(_NullStream(), descriptions, verbosity)
         self.buffer, self.tb_locals, self.failfast = buffer, tb_locals, failfast
         self.channel = channel
         self._remote: dict[str, m.RemoteTest] = {}
@@ -165,6 +165,13 @@ def _picklable(data: dict) -> dict:
     return clean
 
 
+def _tail(node, lines: int = 200) -> str:
+    try:
+        return node.logs(tail=lines)
+    except Exception as error:  # a node whose log cannot be read: say so in its place
+        return f"(log not readable: {error})"
+
+
 class Worker:
     """Serves one controller connection until told to end (or orphaned)."""
 
@@ -198,7 +205,11 @@ class Worker:
     def _forward(self, event) -> None:
         if event.kind == "rpc" and not self.settings["debug"]:
             return
-        self.channel.send(m.EVENT, event.kind, _picklable(event.data))
+        data = event.data
+        if event.kind == "class_finished" and self.settings["config"].ci:
+            # CI prints a failing class's node logs: read them here, while they exist.
+            data = dict(data, nodes=[m.NodeLogs(n.name, _tail(n)) for n in data["nodes"]])
+        self.channel.send(m.EVENT, event.kind, _picklable(data))
         if event.kind in ("cluster_started", "cluster_grown") and self.pool is not None:
             # What the controller removes should this worker die without stopping them.
             allocator = self.pool.allocator
@@ -265,7 +276,8 @@ class Worker:
             if indices is None:
                 unit.tests = []  # the suite below holds them until each has run
         session.expect(expected)
-        result = ForwardingResult(self.channel, self.settings["verbosity"],
+        result = ForwardingResult(self.channel, self.settings["descriptions"],
+                                  self.settings["verbosity"],
                                   self.settings["buffer"], self.settings["tb_locals"],
                                   self.settings["failfast"])
         self.result = result

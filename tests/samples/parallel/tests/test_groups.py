@@ -1,6 +1,9 @@
 """Cluster classes: two that share a growing cluster, one with its own
-requirement (node_env), and one that fails when ``$SAMPLE_FAIL`` is set."""
+requirement (node_env), and one that fails when ``$SAMPLE_FAIL`` is set.
+With ``$SAMPLE_LEAK`` set, OwnEnv's node starts a ``sleep 60`` child that
+nothing stops (a leak for the clean-up check), its pid marked ``child``."""
 import os
+import subprocess
 
 import disttest
 from tests.mark import mark, nap
@@ -36,6 +39,10 @@ class BigShared(Base):
         self.run_one()
 
 
+def start_sleeper():
+    return subprocess.Popen(["sleep", "60"]).pid
+
+
 class OwnEnv(Base):
     __test__ = True
     cluster_size = 1
@@ -43,6 +50,8 @@ class OwnEnv(Base):
 
     def test_a(self):
         self.run_one()
+        if os.environ.get("SAMPLE_LEAK"):
+            mark("child", str(self.nodes[0].call(start_sleeper)))
 
     def test_b(self):
         self.run_one()
