@@ -361,11 +361,12 @@ class DistributedTestRunner(unittest.TextTestRunner):
 
     def _write_durations(self, result, stats, paint, config) -> None:
         if result.records and (config.durations_file or self.options.jobs != 1) \
-                and not self.options.shard:
+                and not self.options.shard and getattr(result, "interruption", None) is None:
             # History for balancing shards and -j workers, recorded by whole runs
             # only: the shards of one selection must all see the same history, or
             # they would disagree on who runs what. -j runs record into the default
-            # file too, so the next one hands out its longest items first.
+            # file too, so the next one hands out its longest items first. An
+            # interrupted run's durations are partial: it records none.
             from disttest import sharding
 
             try:

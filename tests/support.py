@@ -49,6 +49,22 @@ atexit.register(shutil.rmtree, STATE_DIR, True)
 
 _ME = psutil.Process()
 _STARTED = _ME.create_time()
+
+
+def _in_a_worker() -> None:
+    """A ``-j`` worker forked from the runner is a test process of its own: the
+    processes and kept clusters of the tests its siblings run at the same time
+    are not its. (Its state directory lies inside the runner's, removed with it.)"""
+    global OWNER, _ME, _STARTED, STATE_DIR
+    os.environ[OWNER_VAR] = OWNER = str(os.getpid())
+    _ME = psutil.Process()
+    _STARTED = _ME.create_time()
+    STATE_DIR = os.path.join(STATE_DIR, f"worker-{os.getpid()}")
+    os.makedirs(STATE_DIR, exist_ok=True)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_in_a_worker)
 _cluster_ids: set[str] = set()
 _tracked: list = []
 

@@ -171,7 +171,8 @@ class ParallelFaults(unittest.TestCase):
         tests = [w[1] for w in markers(self.sample) if w[0] == "test"]
         self.assertNotIn("tests.test_groups.MayFail.test_b", tests)
         after = tests[tests.index("tests.test_groups.MayFail.test_a_fails") + 1:]
-        self.assertLessEqual(len(after), 1, tests)  # at most the other worker's current test
+        # At most what the other worker was running, or starting before STOP reached it.
+        self.assertLessEqual(len(after), 2, tests)
 
     def _start_sleeping(self, *options, sleep: str = "60"):
         """A ``-j 2`` run with both workers inside a test that sleeps ``sleep`` s;
@@ -217,7 +218,7 @@ class ParallelFaults(unittest.TestCase):
         self._assert_all_gone(workers, nodes)
 
     def test_ctrl_c_with_catch_lets_running_tests_finish(self):
-        proc, args, meta, workers, nodes = self._start_sleeping("-c", sleep="2")
+        proc, args, meta, workers, nodes = self._start_sleeping("-c", sleep="5")
         proc.send_signal(signal.SIGINT)
         run = self.sample.finish(proc, args, meta, timeout=60)
         self.assertEqual(run.returncode, 130, run)

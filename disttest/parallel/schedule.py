@@ -74,20 +74,28 @@ def _class_name(cls: type) -> str:
 
 
 class _Weights:
-    """Seconds from the history where it knows every class, else test counts."""
+    """Seconds from the history; a unit it does not know (new, renamed) weighs
+    the history's mean seconds per test; with no history at all, test counts."""
 
     def __init__(self, units: list[Unit], durations: dict) -> None:
         self.history = durations.get("classes", {}) if isinstance(durations, dict) else {}
         self.startups = durations.get("cluster_startup_s", {}) \
             if isinstance(durations, dict) else {}
-        self.seconds = bool(units) and all(
-            u.classes and all(_class_name(c) in self.history for c in u.classes)
-            for u in units)
+        known = [u for u in units if self._known(u)]
+        self.seconds = bool(known)
+        tests = sum(len(u.tests) for u in known)
+        self.per_test = sum(self._recorded(u) for u in known) / tests if tests else 1.0
+
+    def _known(self, unit: Unit) -> bool:
+        return bool(unit.classes) and all(_class_name(c) in self.history for c in unit.classes)
+
+    def _recorded(self, unit: Unit) -> float:
+        return sum(float(self.history[_class_name(c)]) for c in unit.classes)
 
     def unit(self, unit: Unit) -> float:
-        if self.seconds:
-            return sum(float(self.history[_class_name(c)]) for c in unit.classes)
-        return float(len(unit.tests))
+        if not self.seconds:
+            return float(len(unit.tests))
+        return self._recorded(unit) if self._known(unit) else self.per_test * len(unit.tests)
 
     def start(self, size: int) -> float:
         if self.seconds:
