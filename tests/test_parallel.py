@@ -216,6 +216,8 @@ class ParallelFaults(unittest.TestCase):
         self.assertIn("disttest: run interrupted by Ctrl-C (SIGINT)", run.stderr)
         self.assertIn("Cluster usage", run.stderr)
         self._assert_all_gone(workers, nodes)
+        # partial durations would mislead the next run: none are recorded
+        self.assertFalse(list((self.sample.state / "durations").glob("*.json")))
 
     def test_ctrl_c_with_catch_lets_running_tests_finish(self):
         proc, args, meta, workers, nodes = self._start_sleeping("-c", sleep="5")
@@ -397,6 +399,15 @@ class Scheduling(unittest.TestCase):
         self.assertEqual([i.label for i in items],
                          [f"{__name__}.{c.__qualname__}" for c in (classes[1], classes[2],
                                                                     classes[0])])
+
+    def test_a_class_the_history_does_not_know_weighs_its_mean_per_test(self):
+        classes = _classes([2], "known") + _classes([2], "slow") + _classes([2], "new")
+        history = {"classes": {f"{__name__}.{classes[0].__qualname__}": 1.0,
+                               f"{__name__}.{classes[1].__qualname__}": 9.0}}
+        items = schedule.make_items(_plan(classes), 2, history)
+        weights = {i.label.rsplit(".", 1)[1]: round(i.weight, 2) for i in items}
+        # 10 s over 4 known tests: the new class's 2 tests weigh 5 s (+ a start)
+        self.assertEqual(weights, {"Sizedslow0": 9.1, "Sizednew0": 5.1, "Sizedknown0": 1.1})
 
     def test_jobs_values(self):
         self.assertEqual(schedule.parse_jobs("3"), 3)
