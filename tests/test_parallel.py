@@ -294,7 +294,7 @@ class ParallelOptions(unittest.TestCase):
                              text=True, env=self.sample.env(), timeout=300)
         self.assertEqual(run.returncode, 0, run.stderr)
         self.assertIn("network proxy", run.stderr)
-        self.assertRegex(run.stderr, r"(?m)^Ran 12 tests in")
+        self.assertRegex(run.stderr, r"(?m)^Ran \d+ tests in .*\n\nOK$")
 
     def test_ci_log_shows_the_node_logs_of_a_failing_class(self):
         run = self.sample.run("-j", "2", "tests.test_groups",
