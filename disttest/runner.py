@@ -8,6 +8,7 @@ output.
 """
 from __future__ import annotations
 
+import os
 import sys
 import unittest
 
@@ -238,6 +239,12 @@ class DistributedTestRunner(unittest.TextTestRunner):
         items = self.work_items(plan, jobs)
         if jobs < 2 or len(items) < 2:
             return None
+        if not hasattr(os, "fork"):
+            raise DisttestError(
+                f"-j {self.options.jobs} needs os.fork, which this platform lacks",
+                "workers are forked from the runner after it has loaded and planned the tests",
+                ["run without -j (or with -j 1) here", "use --shard K/N to split the run "
+                 "across separate processes or machines instead"], kind="jobs")
         from disttest.parallel.controller import ParallelSuite
 
         config = self._config()

@@ -243,6 +243,15 @@ class ParallelOptions(unittest.TestCase):
                 self.assertIn(f"'{value}' is not allowed; --jobs must be", run.stderr)
                 self.assertNotIn("Traceback", run.stderr)
 
+    def test_no_fork_is_a_clear_error(self):
+        code = ("import os, runpy, sys; del os.fork; "
+                "sys.argv = ['disttest', '-j', '2', 'tests.test_plain', 'tests.test_fixtures']; "
+                "runpy.run_module('disttest', run_name='__main__', alter_sys=True)")
+        run = self.sample.run("-c", code, module=None)
+        self.assertEqual(run.returncode, 1, run)
+        self.assertIn("-j 2 needs os.fork, which this platform lacks", run.stderr)
+        self.assertNotIn("Traceback", run.stderr)
+
     def test_plan_shows_the_work_items(self):
         run = self.sample.run("discover", "--plan", "-j", "4")
         self.assertEqual(run.returncode, 0, run)
