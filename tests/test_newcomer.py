@@ -71,7 +71,7 @@ class NewcomerTest(unittest.TestCase):
                 cwd=tmp, env=env, capture_output=True, text=True)
             self.assertIn(str(venv), installed.stdout)  # the installed copy, not the source
 
-            self.assertTrue(second.endswith("discover -s tests -t ."), second)
+            self.assertIn("discover -s tests -t .", second)
             done = subprocess.run(second + " -p test_api_reference.py", shell=True, cwd=clone,
                                   env=env, capture_output=True, text=True, timeout=900,
                                   stdin=subprocess.DEVNULL)
