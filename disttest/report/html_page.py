@@ -211,8 +211,7 @@ function mark(id) {
 function select(id, scroll) {
   selected = id; mark(id); const t = byId[id], body = $("detail-body");
   body.className = ""; body.textContent = "";
-  body.appendChild(el("p", {}, "")).innerHTML = "";
-  const p = body.lastChild; p.appendChild(el("b", {id: "detail-id"}, t.id)); p.appendChild(document.createTextNode(
+  const p = body.appendChild(el("p")); p.appendChild(el("b", {id: "detail-id"}, t.id)); p.appendChild(document.createTextNode(
     " \u2014 " + t.outcome + ", " + t.duration + " s" + (t.cluster ? ", cluster " + t.cluster : "")
     + (t.start != null ? ", from " + t.start + " s to " + t.end + " s" : "")));
   if (t.details) body.appendChild(el("pre", {}, t.details));
