@@ -19,7 +19,7 @@ from disttest.events import Event
 
 LINES_PER_NODE = 200          # log lines kept per test and node (the last ones)
 BYTES_PER_NODE = 32 * 1024    # and at most this much text
-LOG_BUDGET = 3 * 1024 * 1024  # node log text in one report: failures' first
+LOG_BUDGET = 3 * 1024 * 1024  # bytes of node log lines in one page: failures' first
 _ATTACHMENT = re.compile(r"\[\[ATTACHMENT\|([^\]\n]+\.html)\]\]")
 
 
@@ -176,7 +176,7 @@ def build(result, stats, timeline: TimelineEvents, config=None, path: str = ".")
     for record in records:  # failures' logs first, while the budget lasts
         window = timeline.tests.get(record.id, {})
         logs = window.get("logs", {})
-        size = sum(len(line) for node in logs.values() for line in node["lines"])
+        size = sum(len(_page_json(node["lines"])) for node in logs.values())
         if size > budget:
             logs = {name: {"lines": [], "cut": True} for name in logs}
         else:
@@ -206,9 +206,13 @@ def build(result, stats, timeline: TimelineEvents, config=None, path: str = ".")
 def render(data: dict) -> str:
     from disttest.report.html_page import PAGE
 
+    return PAGE.replace("/*DATA*/null", _page_json(data), 1)
+
+
+def _page_json(value) -> str:
+    """``value`` as the page holds it (and as its size counts against the budget)."""
     # Inside <script>, "</" could end the element: JSON lets "<" be escaped.
-    payload = json.dumps(data, separators=(",", ":")).replace("<", "\\u003c")
-    return PAGE.replace("/*DATA*/null", payload, 1)
+    return json.dumps(value, separators=(",", ":")).replace("<", "\\u003c")
 
 
 def write(path: str, data: dict) -> None:
