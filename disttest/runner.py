@@ -341,7 +341,12 @@ class DistributedTestRunner(unittest.TextTestRunner):
                                for name in usage["classes"]})
         summary = render_summary(stats, result.cluster_usage, paint, cluster_classes)
         if summary and self.verbosity:
+            from disttest.report.histories import render_histories
+
             self.stream.writeln(summary)
+            histories = render_histories(result.records)
+            if histories:
+                self.stream.writeln(histories)
             self.stream.writeln(closing_line(result))
             self.stream.flush()
 

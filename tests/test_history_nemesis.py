@@ -170,7 +170,7 @@ class SeedEndToEnd(unittest.TestCase):
     def run_sample(self, *args):
         histories = self.sample.path("histories")
         junit = self.sample.path("junit.xml")
-        run = self.sample.run("-v", *args, "--junit-xml", str(junit),
+        run = self.sample.run("-v", *args, "--junit-xml", str(junit), report=True,
                               env={"DISTTEST_HISTORY_DIR": str(histories)})
         return run, histories, junit
 
@@ -209,6 +209,13 @@ class SeedEndToEnd(unittest.TestCase):
                           ".json").exists())
         self.assertIn(f"[[ATTACHMENT|{html}]]", junit.read_text())
         self.assertIn(f"[[ATTACHMENT|{html}]]", run.stdout)  # the test's own output
+        # The summary lists the view with its seed, and so does the JSON report.
+        summary = out.split("History views of failing tests\n", 1)[1]
+        self.assertIn(f"  {name}: {html} (replay: --seed 4242)", summary.splitlines()[0])
+        tests = {t["id"]: t for t in run.report["tests"]}
+        self.assertEqual(tests[name]["history"], {"html": str(html), "seed": 4242})
+        self.assertIsNone(tests["tests.test_register.RegisterTest.test_correct_register"]
+                          ["history"])
         # The same seed draws the same faults again.
         first = self.sample.read_log()
         run, _, _ = self.run_sample("--seed", "4242")

@@ -12,15 +12,14 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import time
 
 from disttest.events import Event
+from disttest.report.histories import history_of
 
 LINES_PER_NODE = 200          # log lines kept per test and node (the last ones)
 BYTES_PER_NODE = 32 * 1024    # and at most this much text
 LOG_BUDGET = 3 * 1024 * 1024  # bytes of node log lines in one page: failures' first
-_ATTACHMENT = re.compile(r"\[\[ATTACHMENT\|([^\]\n]+\.html)\]\]")
 
 
 class TimelineEvents:
@@ -149,10 +148,10 @@ class TimelineEvents:
 
 def _history_link(details: str, report_dir: str) -> str | None:
     """The saved history view a failure names, relative to the report's directory."""
-    found = _ATTACHMENT.findall(details or "")
-    if not found:
+    found = history_of(details)
+    if found is None:
         return None
-    path = found[-1].strip()
+    path = found["html"]
     try:
         return os.path.relpath(path, report_dir).replace(os.sep, "/")
     except ValueError:  # another drive

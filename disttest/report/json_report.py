@@ -7,6 +7,8 @@ import platform
 import sys
 from typing import Any
 
+from disttest.report.histories import history_of
+
 SCHEMA = "disttest-report"
 VERSION = 1
 
@@ -54,7 +56,8 @@ def build(result, stats, config=None) -> dict[str, Any]:
         "clusters": clusters,
         "tests": [{"id": r.id, "classname": r.classname, "name": r.name,
                    "outcome": r.outcome, "duration_s": round(r.duration_s, 6),
-                   "cluster": r.cluster, "message": r.message, "subtests": r.subtests}
+                   "cluster": r.cluster, "message": r.message, "subtests": r.subtests,
+                   "history": history_of(r.details)}
                   for r in result.records],
         "faults": list(stats.faults),
         "undeclared_ports": list(stats.undeclared_ports),
