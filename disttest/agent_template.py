@@ -164,5 +164,12 @@ def main(boot: dict, run_node) -> None:
     _send(sock, {"refused": problem} if problem else {"ready": os.getpid()})
     if problem:
         sys.exit(0)
+    # What is loaded now stays out of the collector's passes, in the template and
+    # in every node: a node's first collection would otherwise touch (and so copy)
+    # every page of it.
+    import gc
+
+    gc.collect()
+    gc.freeze()
     serve(sock, run_node)
 
