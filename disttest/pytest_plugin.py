@@ -206,6 +206,7 @@ class DisttestPytest:
         """After deselection: plan the run and order the items by the plan."""
         if self.runner is not None:
             session.items[:] = self._plan(session.items)
+            _warn_if_groups_are_ignored(session.config, session.items)
         yield
 
     def _plan(self, items: list) -> list:
@@ -367,6 +368,22 @@ class DisttestPytest:
             terminalreporter.write_sep("-", "disttest" + (f" ({worker})" if worker else ""))
             for line in text.splitlines():
                 terminalreporter.write_line(line)
+
+
+def _warn_if_groups_are_ignored(config, items) -> None:
+    """pytest-xdist's loadgroup keeps a group on one worker by a suffix it adds
+    to each node id; with pytest 9.2 that suffix no longer takes (pytest-xdist
+    issue 1386) and the groups are silently ignored. Say so on a worker."""
+    if not (hasattr(config, "workerinput") and config.getvalue("loadgroup")):
+        return
+    grouped = [item for item in items if item.get_closest_marker("xdist_group")]
+    if grouped and not any("@" in item.nodeid for item in grouped):
+        import warnings
+
+        warnings.warn(pytest.PytestWarning(
+            "disttest: pytest-xdist ignores xdist_group with this pytest (its loadgroup "
+            "cannot mark the tests' ids), so classes that share a cluster may run on "
+            "several workers, each starting its own clusters"))
 
 
 def _xdist_group(cls: type, requirement) -> str:
