@@ -138,9 +138,29 @@ def remove_dead_locks(pid: int) -> int:
 
 
 def our_temp_dirs(cluster_ids=None) -> list[Path]:
+    """Cluster temp dirs of ours: named for one of ``cluster_ids`` (default: every
+    tracked cluster) and not owned by another process still running.
+
+    Cluster ids carry 16 random bits, so over a long run, or beside other runs
+    and -j workers on the machine, another live process's cluster may share an
+    id with one of ours; its directory names that process as its owner.
+    """
     ids = _cluster_ids if cluster_ids is None else set(cluster_ids)
     tmp = Path(tempfile.gettempdir())
-    return [d for cid in sorted(ids) for d in tmp.glob(f"disttest-{cid}-*")]
+    found = []
+    for directory in (d for cid in sorted(ids) for d in tmp.glob(f"disttest-{cid}-*")):
+        owner = _owner_pid(directory)
+        if owner is not None and owner != os.getpid() and not gone(owner):
+            continue
+        found.append(directory)
+    return found
+
+
+def _owner_pid(directory: Path) -> int | None:
+    try:
+        return int((directory / ".owner").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def track_pool(pool):
