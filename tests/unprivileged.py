@@ -53,6 +53,14 @@ def why_not() -> str | None:
             return f"running as root without {tool!r} to drop to an ordinary user"
     if _closed_ancestor(REPO) is not None:
         return f"the repository {REPO} is not readable by other users"
+    # The interpreter's own installation may be hidden (it is opened up in the
+    # command's mount namespace); a virtual environment elsewhere must be open.
+    installation = _closed_ancestor(Path(sys.executable).resolve())
+    for place in (Path(sys.prefix), Path(sys.executable).parent):
+        closed = _closed_ancestor(place)
+        if closed is not None and closed != installation:
+            return (f"{closed[0]} (holding this Python's environment {sys.prefix}) is not "
+                    "open to other users")
     return None
 
 

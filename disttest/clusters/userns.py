@@ -123,11 +123,20 @@ class UserHost:
         except (OSError, ValueError) as exc:
             reply = {"error": str(exc)}
         if "ready" not in reply:
+            stderr = self._hub_stderr()
             self.close()
-            stderr = self.process.stderr.read().decode(errors="replace").strip()
             raise self._start_error(reply.get("error") or stderr or "the hub exited")
         self.pid = reply["ready"]
         ours.settimeout(None)
+
+    def _hub_stderr(self) -> str:
+        """What a hub that failed to start said (it is ended first, so reading never waits)."""
+        try:
+            self.process.kill()
+            _, err = self.process.communicate(timeout=5)
+        except (OSError, ValueError, subprocess.TimeoutExpired):
+            return ""
+        return (err or b"").decode(errors="replace").strip()
 
     def run(self, argv: list[str], stdin: str | None = None, check: bool = True) -> str:
         reply, _fds = self._call({"op": "run", "argv": list(argv), "stdin": stdin})
