@@ -27,7 +27,7 @@ from typing import Callable, Iterator
 from disttest.errors import NetworkModeError
 
 __all__ = ["SUBNETS", "TCP_TABLE", "NS_PREFIX", "ALIAS", "CommandError", "unavailable",
-           "cleanup_leftovers", "remove_leftovers", "kill_inside", "owner_name", "start_time",
+           "cleanup_leftovers", "remove_leftovers", "kill_inside", "kill_listed", "owner_name", "start_time",
            "machine_lock", "free_subnet", "find_tool", "run_command", "ip_batch", "open_tun"]
 
 SUBNETS = ipaddress.ip_network("10.213.0.0/16")  # each network takes a free /24 of it
@@ -103,7 +103,11 @@ def _namespaces() -> list[str]:
 
 def kill_inside(namespace: str) -> list[int]:
     """SIGKILL every process of ``namespace``; their pids."""
-    listing = run_command([find_tool("ip"), "netns", "pids", namespace], check=False)
+    return kill_listed(run_command([find_tool("ip"), "netns", "pids", namespace], check=False))
+
+
+def kill_listed(listing: str) -> list[int]:
+    """SIGKILL the processes ``ip netns pids`` listed; their pids."""
     pids = [int(p) for p in listing.split() if p.isdigit()]
     for pid in pids:
         try:

@@ -37,14 +37,13 @@ import functools
 import ipaddress
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
 import threading
 from pathlib import Path
 
-from disttest.clusters.netns_host import CommandError, find_tool
+from disttest.clusters.netns_host import CommandError, find_tool, kill_listed
 from disttest.errors import ClusterStartError
 
 __all__ = ["UserHost", "unavailable", "SUBNET"]
@@ -187,14 +186,7 @@ class UserHost:
                 f"--net=/proc/{self.pid}/root/run/netns/{namespace}", "--"]
 
     def kill_inside(self, namespace: str) -> list[int]:
-        pids = [int(p) for p in self.run(["ip", "netns", "pids", namespace], check=False).split()
-                if p.isdigit()]
-        for pid in pids:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        return pids
+        return kill_listed(self.run(["ip", "netns", "pids", namespace], check=False))
 
     def dial(self, address: tuple[str, int], timeout: float | None) -> socket.socket:
         """Connect from the hub namespace, where the bridge is, with a socket made there."""
