@@ -342,6 +342,17 @@ def unittest_exit_status(tests_run: int, skipped: int = 0, successful: bool = Fa
     raise AssertionError("unittest.TestProgram.runTests did not exit")
 
 
+def kill_quietly(pids) -> None:
+    """SIGKILL each of ``pids`` that still exists (a test's clean-up)."""
+    import signal
+
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+
+
 def gone(pid: int) -> bool:
     """True when ``pid`` no longer runs (exited, or a zombie waiting to be reaped)."""
     try:

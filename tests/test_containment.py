@@ -34,12 +34,7 @@ def gone(pids) -> bool:
     return all(support.gone(pid) for pid in pids)
 
 
-def kill_quietly(pids) -> None:
-    for pid in pids:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except OSError:
-            pass
+kill_quietly = support.kill_quietly
 
 
 class NodeEndsItsDescendants(unittest.TestCase):

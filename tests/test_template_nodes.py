@@ -38,12 +38,7 @@ def tearDownModule():
     support.shutdown_and_check()
 
 
-def kill_quietly(pids) -> None:
-    for pid in pids:
-        try:
-            os.kill(pid, 9)
-        except OSError:
-            pass
+kill_quietly = support.kill_quietly
 
 
 def template_pids(pool) -> set[int]:
