@@ -71,7 +71,24 @@ def _ports_check(config, address: str) -> Check:
                      f"(2 per node of max_cluster_size {config.max_cluster_size})",
                      f'widen port_range, e.g. port_range = "{low}-{min(65535, high + 2000)}", '
                      "or run: python -m disttest cluster clean")
+    ephemeral = _ephemeral_ports()
+    if ephemeral and low <= ephemeral[1] and high >= ephemeral[0]:
+        return Check("ports", "warn", detail + f"; it overlaps the kernel's ephemeral ports "
+                     f"{ephemeral[0]}-{ephemeral[1]}, which any outgoing connection may take "
+                     "between a node's port being chosen and the node listening on it",
+                     f'choose a port_range outside {ephemeral[0]}-{ephemeral[1]}, e.g. the '
+                     'default "20000-29999"')
     return Check("ports", "ok", detail)
+
+
+def _ephemeral_ports() -> tuple[int, int] | None:
+    """The kernel's range of ports for outgoing connections (Linux), or None."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            low, high = map(int, f.read().split())
+    except (OSError, ValueError):
+        return None
+    return low, high
 
 
 def _lock_files(lock_dir, low: int, high: int):

@@ -239,9 +239,10 @@ class ClusterClean(unittest.TestCase):
         self.tmpdir = self.project.tmp / "tmp"
         self.tmpdir.mkdir()
         self.locks = self.tmpdir / "disttest-port-locks"
-        # The run's ports stop short of 41999, the lock the test holds itself.
+        # The run's ports stop short of 18999, the lock the test holds itself
+        # (below the ephemeral ports, apart from every other test's range).
         self.project.extra_env.update(TMPDIR=str(self.tmpdir),
-                                      DISTTEST_PORT_RANGE="41000-41998")
+                                      DISTTEST_PORT_RANGE="18000-18998")
 
     def cluster_dirs(self) -> list[Path]:
         return sorted(self.tmpdir.glob("disttest-c*"))
@@ -264,7 +265,7 @@ class ClusterClean(unittest.TestCase):
         # Not ours to remove: a look-alike directory and a lock somebody holds.
         other = self.tmpdir / "disttest-cache-other"
         other.mkdir()
-        held = self.locks / "41999.lock"
+        held = self.locks / "18999.lock"
         fd = os.open(held, os.O_RDWR | os.O_CREAT)
         self.addCleanup(os.close, fd)
         fcntl.flock(fd, fcntl.LOCK_EX)

@@ -132,6 +132,20 @@ class Preflight(unittest.TestCase):
         self.assertEqual(by_name["ports"][0], "OK", proc.stdout)
         self.assertEqual(by_name["node"][0], "OK", proc.stdout)
 
+    @unittest.skipUnless(os.path.exists("/proc/sys/net/ipv4/ip_local_port_range"),
+                         "the kernel's ephemeral port range is read from Linux's /proc")
+    def test_a_range_among_the_ephemeral_ports_is_a_warning(self):
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            first, last = map(int, f.read().split())
+        low = first + 1000
+        proc = self.preflight(env={"DISTTEST_PORT_RANGE": f"{low}-{low + 499}"})
+        self.assertEqual(proc.returncode, 0, proc.stdout + proc.stderr)
+        checks, _ = parse(proc.stdout)
+        status, _, detail, fix = {c[1]: c for c in checks}["ports"]
+        self.assertEqual(status, "WARN", proc.stdout)
+        self.assertIn(f"overlaps the kernel's ephemeral ports {first}-{last}", detail)
+        self.assertIn(f"choose a port_range outside {first}-{last}", fix)
+
     def test_a_bad_setting_is_a_configuration_error(self):
         proc = self.preflight(env={"DISTTEST_PORT_RANGE": "30010-30000"})
         self.assertEqual(proc.returncode, 2, proc.stdout + proc.stderr)

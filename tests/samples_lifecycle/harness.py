@@ -31,8 +31,10 @@ CLUSTER_ID = re.compile(r"\b(?:w\d+-)?c\d+-[0-9a-f]{4}\b")  # w<N>-: a -j worker
 
 
 # Ports of their own: a port that a run here freed and another suite running on
-# the machine locked right after would look like a lock left behind.
-PORT_RANGE = "42000-44999"
+# the machine locked right after would look like a lock left behind. Below the
+# kernel's ephemeral ports (32768-60999 on Linux), which any outgoing
+# connection may take between a port's allocation and the node's bind.
+PORT_RANGE = "15000-17999"
 
 
 def clean_environ(extra: dict | None = None) -> dict:
