@@ -50,15 +50,12 @@ def echo(conn, addr):
             got["tcp"] += len(data)
             conn.sendall(addr[0].encode() if data == b"who" else data)
 
-def tcp_server():
-    listener = socket.create_server((host, %(port)d))
+def tcp_server(listener):
     while True:
         conn, addr = listener.accept()
         threading.Thread(target=echo, args=(conn, addr), daemon=True).start()
 
-def udp_server():
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.bind((host, %(port)d))
+def udp_server(sock):
     while True:
         got["udp"].append(sock.recv(100).decode())
 
@@ -115,9 +112,12 @@ def obey(order):
         return "ok"
     raise ValueError(op)
 
-threading.Thread(target=tcp_server, daemon=True).start()
-threading.Thread(target=udp_server, daemon=True).start()
-time.sleep(0.05)
+# Both sockets are bound before "ready": a peer's first packet finds them.
+listener = socket.create_server((host, %(port)d))
+datagrams = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+datagrams.bind((host, %(port)d))
+threading.Thread(target=tcp_server, args=(listener,), daemon=True).start()
+threading.Thread(target=udp_server, args=(datagrams,), daemon=True).start()
 print(json.dumps("ready"), flush=True)
 for line in sys.stdin:
     started = time.monotonic()
@@ -335,7 +335,7 @@ class OneWayCutTests(NetnsTestCase):
         self.assertDropped("b", "a")
         self.stands["b"].order("udp", peer=self.stands["a"].host, data=["b1"])
         self.stands["a"].order("udp", peer=self.stands["b"].host, data=["a1"])
-        time.sleep(0.1)
+        support.wait_for(lambda: self.received("a")["udp"], timeout=10)
         self.assertEqual(self.received("a")["udp"], ["b1"])
         self.assertEqual(self.received("b")["udp"], [])
 
@@ -346,7 +346,7 @@ class OneWayCutTests(NetnsTestCase):
         self.assertEqual(self.stands["a"].order("udp", peer=self.stands["b"].host,
                                                 data=["a1"])[0], "EHOSTUNREACH")
         self.stands["b"].order("udp", peer=self.stands["a"].host, data=["b1"])
-        time.sleep(0.1)
+        support.wait_for(lambda: self.received("a")["udp"], timeout=10)
         self.assertEqual(self.received("a")["udp"], ["b1"])  # b→a is not cut
         self.assertWorks("a", "c")
 
