@@ -17,20 +17,8 @@ from disttest.config import FALLBACKS
 from disttest.errors import ConfigError, DisttestError
 from disttest.loader import DistributedTestLoader
 from disttest.interrupts import RunnerTerminated
-from disttest.requirements import check_size_override
+from disttest.requirements import check_size_override, cluster_size_option
 from disttest.runner import DistributedTestRunner, RunOptions
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not allowed; --cluster-size must be a "
-                                         "whole number of nodes from 1 up") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} is not allowed; --cluster-size must be a "
-                                         "whole number of nodes from 1 up")
-    return value
 
 
 def _shard(text: str) -> tuple[int, int]:
@@ -102,7 +90,7 @@ class DistributedTestProgram(unittest.TestProgram):
         group.add_argument("--force-cluster", action="store_true",
                            help="start a default cluster for plain tests too "
                                 "(disttest.current_cluster())")
-        group.add_argument("--cluster-size", type=_positive_int, metavar="N",
+        group.add_argument("--cluster-size", type=cluster_size_option, metavar="N",
                            help="give every cluster test N nodes, whatever its class asks for")
         group.add_argument("--no-reuse", action="store_true",
                            help="a fresh cluster for every class")

@@ -36,16 +36,10 @@ _SUMMARY_KEY = "disttest_summary"  # in an xdist worker's output
 
 
 def _cluster_size(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        import argparse
+    # Imported when the option is given: every pytest run loads this module.
+    from disttest.requirements import cluster_size_option
 
-        raise argparse.ArgumentTypeError(f"{text!r} is not allowed; --cluster-size must be a "
-                                         "whole number of nodes from 1 up")
-    return value
+    return cluster_size_option(text)
 
 
 def pytest_addoption(parser) -> None:

@@ -102,6 +102,20 @@ def check_size(value: Any, owner: Any, attribute: str = "cluster_size",
     return value
 
 
+def cluster_size_option(text: str) -> int:
+    """``--cluster-size N`` as a command-line type (python -m disttest and pytest)."""
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not allowed; --cluster-size must be a "
+                                         "whole number of nodes from 1 up")
+    return value
+
+
 def check_ports(value: Any, owner: Any) -> tuple[str, ...]:
     allowed = 'a tuple of port names such as ("app", "admin")'
     if isinstance(value, str) and "," not in value:
