@@ -342,6 +342,22 @@ def unittest_exit_status(tests_run: int, skipped: int = 0, successful: bool = Fa
     raise AssertionError("unittest.TestProgram.runTests did not exit")
 
 
+def pids_left_by_a_killed_runner(testcase: unittest.TestCase, code: str, *args: str) -> list[int]:
+    """Run ``python -c code *args``, read the pids it prints on its first line,
+    SIGKILL it and return them (each is killed again at clean-up, should it
+    outlive what the test expects)."""
+    proc = subprocess.Popen([sys.executable, "-c", code, *args], cwd=REPO, env=python_env(),
+                            stdout=subprocess.PIPE, text=True)
+    testcase.addCleanup(proc.wait)
+    testcase.addCleanup(proc.kill)
+    pids = [int(word) for word in proc.stdout.readline().split()]
+    testcase.addCleanup(kill_quietly, pids)
+    proc.kill()
+    proc.wait()
+    proc.stdout.close()
+    return pids
+
+
 def kill_quietly(pids) -> None:
     """SIGKILL each of ``pids`` that still exists (a test's clean-up)."""
     import signal

@@ -116,17 +116,8 @@ RUNNER = textwrap.dedent("""
 class RunnerDeath(unittest.TestCase):
 
     def run_and_kill(self, mode: str) -> list[int]:
-        proc = subprocess.Popen([sys.executable, "-c", RUNNER, support.STATE_DIR, mode],
-                                cwd=support.REPO, env=support.python_env(),
-                                stdout=subprocess.PIPE, text=True)
-        self.addCleanup(proc.wait)
-        self.addCleanup(proc.kill)
-        pids = [int(word) for word in proc.stdout.readline().split()]
-        self.addCleanup(kill_quietly, pids)
+        pids = support.pids_left_by_a_killed_runner(self, RUNNER, support.STATE_DIR, mode)
         self.assertTrue(pids, "the runner printed no pids")
-        proc.kill()
-        proc.wait()
-        proc.stdout.close()
         return pids
 
     def test_the_runners_death_ends_the_node_and_what_it_started(self):

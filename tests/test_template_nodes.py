@@ -226,17 +226,8 @@ RUNNER = textwrap.dedent("""
 class ControllerDeath(unittest.TestCase):
 
     def run_and_kill(self, mode: str) -> list[int]:
-        proc = subprocess.Popen([sys.executable, "-c", RUNNER, support.STATE_DIR, mode],
-                                cwd=support.REPO, env=support.python_env(),
-                                stdout=subprocess.PIPE, text=True)
-        self.addCleanup(proc.wait)
-        self.addCleanup(proc.kill)
-        pids = [int(word) for word in proc.stdout.readline().split()]
-        self.addCleanup(kill_quietly, pids)
+        pids = support.pids_left_by_a_killed_runner(self, RUNNER, support.STATE_DIR, mode)
         self.assertEqual(len(pids), 5, "the runner printed no pids")
-        proc.kill()
-        proc.wait()
-        proc.stdout.close()
         return pids
 
     def test_the_template_its_nodes_and_what_they_started_end_with_the_controller(self):
