@@ -137,23 +137,33 @@ def remove_dead_locks(pid: int) -> int:
     return removed
 
 
-def our_temp_dirs(cluster_ids=None) -> list[Path]:
+def our_temp_dirs(cluster_ids=None, owner: int | None = None) -> list[Path]:
     """Cluster temp dirs of ours: named for one of ``cluster_ids`` (default: every
-    tracked cluster) and not owned by another process still running.
+    tracked cluster) and made by ``owner`` (a run's pid) when given, else by
+    no other process still running.
 
     Cluster ids carry 16 random bits, so over a long run, or beside other runs
-    and -j workers on the machine, another live process's cluster may share an
-    id with one of ours; its directory names that process as its owner.
+    and -j workers on the machine, another process's cluster may share an id
+    with one of ours; its directory names that process as its owner.
     """
     ids = _cluster_ids if cluster_ids is None else set(cluster_ids)
     tmp = Path(tempfile.gettempdir())
     found = []
     for directory in (d for cid in sorted(ids) for d in tmp.glob(f"disttest-{cid}-*")):
-        owner = _owner_pid(directory)
-        if owner is not None and owner != os.getpid() and not gone(owner):
-            continue
+        made_by = _owner_pid(directory)
+        if made_by is not None:
+            if owner is not None and made_by != owner:
+                continue
+            if owner is None and made_by != os.getpid() and not gone(made_by):
+                continue
         found.append(directory)
     return found
+
+
+def run_owner(run) -> int | None:
+    """The pid that owns a finished subprocess run's cluster dirs: the run's own,
+    unless -j workers (processes of their own) made them."""
+    return None if {"-j", "--jobs"} & set(map(str, run.args)) else run.pid
 
 
 def _owner_pid(directory: Path) -> int | None:

@@ -217,7 +217,8 @@ class Sample:
 
         def leftovers() -> dict:
             found = {"node processes": live_agents(), "port locks": new_locks(),
-                     "temp dirs": support.our_temp_dirs(run.cluster_ids())}
+                     "temp dirs": support.our_temp_dirs(run.cluster_ids(),
+                                                        support.run_owner(run))}
             return {what: items for what, items in found.items() if items}
 
         if not support.wait_for(lambda: not leftovers(), timeout=wait):

@@ -205,7 +205,7 @@ def leftovers(run: Run, pids=(), keep=(), cluster_ids=()) -> dict[str, list]:
     found = {"node processes": sorted(set(alive(pids)) | set(agents_since(run.started, keep))
                                       - set(keep)),
              "port locks": [str(p) for p in support.our_lock_files(pid=run.pid)],
-             "temp dirs": [str(d) for d in support.our_temp_dirs(ids)]}
+             "temp dirs": [str(d) for d in support.our_temp_dirs(ids, support.run_owner(run))]}
     return {what: items for what, items in found.items() if items}
 
 
