@@ -150,6 +150,11 @@ def our_temp_dirs(cluster_ids=None, owner: int | None = None) -> list[Path]:
     tmp = Path(tempfile.gettempdir())
     found = []
     for directory in (d for cid in sorted(ids) for d in tmp.glob(f"disttest-{cid}-*")):
+        try:
+            if directory.lstat().st_uid != os.getuid():
+                continue  # another user's (its cluster id may match one of ours)
+        except OSError:
+            continue  # removed while we looked
         made_by = _owner_pid(directory)
         if made_by is not None:
             if owner is not None and made_by != owner:
@@ -204,7 +209,8 @@ def leaks(pid: int | None = None, cluster_ids=None, processes: bool = True) -> d
     locks = our_lock_files(pid=pid)
     if locks:
         found["port locks"] = [str(p) for p in locks]
-    dirs = our_temp_dirs(cluster_ids)
+    # Tracked clusters are this process's own pools: their dirs name it.
+    dirs = our_temp_dirs(cluster_ids, os.getpid() if cluster_ids is None else None)
     if dirs:
         found["temp dirs"] = [str(d) for d in dirs]
     return {k: v for k, v in found.items() if v}
