@@ -14,11 +14,11 @@ __version__ = "0.1.0"
 # public name -> module that defines it
 _EXPORTS = {
     "DistributedTestCase": "disttest.case",
-    "cluster_size": "disttest.case",
-    "tag": "disttest.case",
-    "fresh_cluster": "disttest.case",
+    "cluster_size": "disttest.decorators",
+    "tag": "disttest.decorators",
+    "fresh_cluster": "disttest.decorators",
     "distributed": "disttest.case",
-    "requires_real_cluster": "disttest.case",
+    "requires_real_cluster": "disttest.decorators",
     "wait_until": "disttest.case",
     "Cluster": "disttest.clusters.cluster",
     "Node": "disttest.clusters.node",

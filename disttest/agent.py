@@ -29,7 +29,6 @@ from disttest import containment, this_node
 from disttest.clusters import protocol
 
 
-
 def _describe(exc: BaseException, unpicklable=None) -> tuple:
     """An exception as the error description of a reply (see agent_codec)."""
     from disttest.agent_codec import describe  # after the ready line, with pickle
@@ -203,29 +202,9 @@ class Agent:
 
     def op_reset(self, timeout):
         """Give the node back clean: (the problems that stop that, ports still busy)."""
-        context = self.context
-        busy: list = []
-        problems = self.run_reset_callbacks(timeout)
-        deadline = time.monotonic() + timeout
-        records = self.spawns.take_all() if self.spawns is not None else []
-        for record in records:
-            record["thread"].join(max(0.0, deadline - time.monotonic()))
-            if record["thread"].is_alive():
-                problems.append(f"spawned {record['fn']} still running {timeout:g}s after "
-                                "reset (watch this_node.stopping or register on_reset)")
-        context.state.clear()
-        context.stopping = threading.Event()
-        if context.dir:
-            from disttest.agent_codec import empty_dir
+        from disttest import agent_reset
 
-            problems += empty_dir(context.dir)
-        for name, port in context.ports.items():
-            while not _port_free(self.host, port) and time.monotonic() < deadline:
-                time.sleep(0.02)
-            if not _port_free(self.host, port):
-                problems.append(f"port {name!r} ({self.host}:{port}) is still in use after reset")
-                busy.append(port)
-        return problems, busy
+        return agent_reset.reset(self, timeout)
 
     def op_coverage_save(self):
         """Write the coverage data measured so far (the controller is about to
@@ -267,39 +246,12 @@ class Agent:
         return os.getpid()
 
     def run_reset_callbacks(self, timeout: float) -> list[str]:
-        """Run the on_reset callbacks, newest first, and say what failed.
+        """Run the on_reset callbacks (a reset, the end of a simulated node or of
+        one whose controller is gone) and say what failed: see agent_reset."""
+        from disttest import agent_reset
 
-        The one runner for a reset, the end of a simulated node and a node whose
-        controller is gone. Each failure is also written to the node's log. The
-        callbacks run in a thread of their own: one that hangs is reported after
-        ``timeout`` seconds and left behind.
-        """
-        context = self.context
-        context.stopping.set()
-        with context.lock:
-            callbacks, context.reset_callbacks = context.reset_callbacks, []
-        problems: list[str] = []
-
-        def run_all() -> None:
-            if self.simulated:
-                this_node.install_context(context, thread_local=True)
-            for callback in reversed(callbacks):
-                name = getattr(callback, "__qualname__", callback)
-                try:
-                    callback()
-                except BaseException as exc:
-                    problems.append(f"on_reset callback {name!s} raised "
-                                    + _describe(exc)[2].rstrip())
-
-        worker = threading.Thread(target=run_all, name="disttest-reset", daemon=True)
-        worker.start()
-        worker.join(timeout)
-        if worker.is_alive():
-            problems.append(f"on_reset callbacks still running {timeout:g}s after they were "
-                            "started (a callback blocks)")
-        for problem in problems:
-            _log(problem)
-        return list(problems)
+        return agent_reset.run_reset_callbacks(self.context, self.simulated, timeout,
+                                               _describe, _log)
 
     def op_shutdown(self):
         if self.simulated:
@@ -312,18 +264,6 @@ class Agent:
 def _exit_soon() -> None:
     time.sleep(0.01)
     _exit(0)
-
-
-def _port_free(host: str, port: int) -> bool:
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
-        return True
-    except OSError:
-        return False
-    finally:
-        sock.close()
 
 
 # accept() errors that mean "not now": descriptors or memory run out.
@@ -371,6 +311,8 @@ def _watch_stdin(stdin) -> None:
     # The controller holds the other end: end of file means it is gone,
     # and so should this node be — unless it was detached to be kept.
     global _stopped_by_controller
+    from disttest import agent_reset  # now, while descriptors are sure to be there
+
     received = b""
     while True:
         try:
@@ -383,7 +325,7 @@ def _watch_stdin(stdin) -> None:
     _stopped_by_controller = received == protocol.STOP_WORD
     if not _detached:
         if _agent is not None:
-            _agent.run_reset_callbacks(timeout=5.0)  # services stop as on a reset
+            agent_reset.run_reset_callbacks(_agent.context, False, 5.0, _describe, _log)
         _exit(0)
 
 

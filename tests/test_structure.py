@@ -187,15 +187,15 @@ class ImportCycleTests(unittest.TestCase):
 # own layer and the layers below it, never one above. The node side imports
 # nothing else of disttest (it runs in every node process, stdlib only).
 LAYERS = [
-    ("node side", {"agent", "agent_codec", "agent_template", "agent_kept", "agent_spawn", "this_node", "coverage_node",
+    ("node side", {"agent", "agent_codec", "agent_template", "agent_kept", "agent_reset", "agent_spawn", "this_node", "coverage_node",
                    "containment", "clusters.protocol", "clusters.lockfiles", "errors"}),
     ("base", {"events", "resources", "environment", "config", "requirements", "hosts",
               "settings", "statefiles", "statedir", "coverage_support", "history", "history.*"}),
     ("clusters", {"clusters", "clusters.*"}),
     ("session", {"session", "fallback", "helpers", "watchdog"}),
     ("reports", {"report", "report.*"}),
-    ("unittest", {"case", "loader", "planner", "result", "runner", "program", "interrupts",
-                  "sharding", "parallel", "parallel.*"}),
+    ("unittest", {"case", "decorators", "loader", "planner", "result", "runner", "program",
+                  "interrupts", "sharding", "parallel", "parallel.*"}),
     ("tools", {"cli", "cli_cluster", "preflight", "__main__", "tooling", "pytest_plugin"}),
 ]
 
