@@ -24,6 +24,14 @@ Solution, on Linux (through ctypes, so node code stays stdlib-only):
   healthy node has seen its stdin close, stopped its services and ended its
   descendants itself; a stuck one is ended by the kernel.
 
+A node forked from the template (disttest/agent_template.py) also has the
+template above it, itself a subreaper (``keep_descendants``): what a node
+leaves when it ends by itself -- a crash, ``os._exit`` -- is re-parented to
+the template, which kills it; and when the controller ends, the template
+gives its nodes the grace period, then kills the stuck ones and what they
+left. A spawned node has no such keeper: what it leaves when it crashes is
+re-parented to init.
+
 Elsewhere nothing changes: a node ends when its stdin closes, and what its
 code started may outlive it (the controller's leak check still reports and
 kills the children it can see).
@@ -84,22 +92,24 @@ def contain(controller_pid: int | None) -> str | None:
     return None
 
 
-def die_with(controller_pid: int) -> str | None:
-    """The node template: killed at once (SIGKILL) when its controller ends.
-
-    It runs no code that could need a grace period; the nodes it forked are
-    its children, so their own parent-death signal follows."""
+def keep_descendants(controller_pid: int, signum: int) -> str | None:
+    """The node template: the subreaper of every node it forks and of what they
+    start, sent ``signum`` when its controller ends (it handles that signal itself:
+    it runs no code that could hold the GIL). A note when it could not be done."""
     if not supported():
         return None
     try:
         import ctypes
 
-        if _c().prctl(PR_SET_PDEATHSIG, 9, 0, 0, 0) != 0:
+        libc = _c()
+        if libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
+            return f"cannot become a child subreaper: {os.strerror(ctypes.get_errno())}"
+        if libc.prctl(PR_SET_PDEATHSIG, signum, 0, 0, 0) != 0:
             return f"cannot ask for a parent-death signal: {os.strerror(ctypes.get_errno())}"
     except (OSError, AttributeError) as exc:
         return f"process containment unavailable: {exc}"
     if os.getppid() != controller_pid:
-        os.kill(os.getpid(), 9)
+        os.kill(os.getpid(), signum)
     return None
 
 
@@ -109,14 +119,23 @@ def outlive_controller() -> None:
         _libc.prctl(PR_SET_PDEATHSIG, 0, 0, 0, 0)
 
 
-def descendants(pid: int | None = None) -> list[int]:
-    """Every live descendant of ``pid`` (default: this process), from /proc."""
-    root = os.getpid() if pid is None else pid
-    children: dict[int, list[int]] = {}
+def children() -> list[int]:
+    """This single-threaded process's live and unreaped children."""
+    me = os.getpid()
+    try:
+        with open(f"/proc/{me}/task/{me}/children", "rb") as f:
+            return [int(pid) for pid in f.read().split()]
+    except OSError:  # a kernel without CONFIG_PROC_CHILDREN: read every parent link
+        return [pid for pid, parent in _parents().items() if parent == me]
+
+
+def _parents(include_zombies: bool = False) -> dict[int, int]:
+    """Every process's parent, from /proc."""
+    parents: dict[int, int] = {}
     try:
         entries = os.listdir("/proc")
     except OSError:
-        return []
+        return parents
     for name in entries:
         if not name.isdigit():
             continue
@@ -127,11 +146,20 @@ def descendants(pid: int | None = None) -> list[int]:
             continue
         # pid (comm) state ppid ...: comm may hold spaces and parentheses
         fields = stat[stat.rfind(b")") + 2:].split()
-        if len(fields) > 1 and fields[0] != b"Z":
-            children.setdefault(int(fields[1]), []).append(int(name))
+        if len(fields) > 1 and (include_zombies or fields[0] != b"Z"):
+            parents[int(name)] = int(fields[1])
+    return parents
+
+
+def descendants(pid: int | None = None) -> list[int]:
+    """Every live descendant of ``pid`` (default: this process), from /proc."""
+    root = os.getpid() if pid is None else pid
+    below: dict[int, list[int]] = {}
+    for child, parent in _parents().items():
+        below.setdefault(parent, []).append(child)
     found, todo = [], [root]
     while todo:
-        for child in children.get(todo.pop(), ()):
+        for child in below.get(todo.pop(), ()):
             found.append(child)
             todo.append(child)
     return found
@@ -147,7 +175,7 @@ def end_descendants(grace: float = 0.0) -> list[int]:
     if not pids:
         return []
     if grace > 0:
-        _send(pids, 15)  # SIGTERM (the signal module costs an enum import)
+        send(pids, 15)  # SIGTERM (the signal module costs an enum import)
         deadline = time.monotonic() + grace
         while time.monotonic() < deadline and descendants():
             time.sleep(0.02)
@@ -156,12 +184,13 @@ def end_descendants(grace: float = 0.0) -> list[int]:
     for _ in range(5):
         if not pids:
             break
-        _send(pids, 9)  # SIGKILL
+        send(pids, 9)  # SIGKILL
         pids = descendants()
     return pids
 
 
-def _send(pids, signum) -> None:
+def send(pids, signum) -> None:
+    """Signal each of ``pids``, ignoring those already gone."""
     for pid in pids:
         try:
             os.kill(pid, signum)

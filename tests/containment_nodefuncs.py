@@ -28,6 +28,20 @@ def start_escapees() -> list[int]:
     return [child, daemon]
 
 
+def start_chain(depth: int) -> list[int]:
+    """``depth`` processes, each the child of the one before: their pids."""
+    script = ("import os, subprocess, sys\n"
+              "n = int(sys.argv[1])\n"
+              "child = subprocess.Popen([sys.executable, '-c', sys.argv[2], str(n - 1), sys.argv[2]],"
+              " stdout=subprocess.PIPE) if n > 1 else None\n"
+              "below = child.stdout.readline().decode() if child else ''\n"
+              "print(os.getpid(), below.strip(), flush=True)\n"
+              "import time; time.sleep(300)\n")
+    top = subprocess.Popen([sys.executable, "-c", script, str(depth), script],
+                           stdout=subprocess.PIPE)
+    return [int(pid) for pid in top.stdout.readline().split()]
+
+
 def parent_of(pid: int) -> int:
     with open(f"/proc/{pid}/stat", "rb") as f:
         stat = f.read()

@@ -17,7 +17,7 @@ import unittest
 from disttest import containment
 from disttest.requirements import Requirement
 from tests import support
-from tests.containment_nodefuncs import parent_of, start_escapees
+from tests.containment_nodefuncs import crash_in_c, parent_of, start_chain, start_escapees
 
 
 def setUpModule():
@@ -38,9 +38,10 @@ kill_quietly = support.kill_quietly
 
 
 class NodeEndsItsDescendants(unittest.TestCase):
+    node_start = "spawn"
 
     def setUp(self):
-        self.pool = support.make_pool()
+        self.pool = support.make_pool(node_start=self.node_start)
         self.addCleanup(self.pool.shutdown)
         self.events = []
         self.pool.events.subscribe(self.events.append)
@@ -87,6 +88,47 @@ class NodeEndsItsDescendants(unittest.TestCase):
         self.assertEqual(sorted(leak.pids), sorted(self.escapees))
 
 
+class ForkedNodeEndsItsDescendants(NodeEndsItsDescendants):
+    """The same for a node forked from the template, whose template also ends
+    what a node that crashed by itself left behind."""
+    node_start = "template"
+
+    def test_the_node_is_forked(self):
+        self.assertNotEqual(parent_of(self.node.pid), os.getpid(),
+                            "not a forked node: the template was refused")
+
+    def test_what_a_node_that_crashed_by_itself_left_is_ended(self):
+        # Nobody asked the node to end: no snapshot of its tree was taken. What
+        # it left is re-parented to the template, its subreaper, which kills it.
+        self.node.submit(crash_in_c)
+        self.assertTrue(support.wait_for(lambda: not self.node.alive), "the node did not crash")
+        self.assertTrue(support.wait_for(lambda: gone(self.escapees)),
+                        f"{self.escapees} outlived their crashed node")
+        self.assertTrue(support.wait_for(lambda: "left behind" in self.node.logs()),
+                        self.node.logs())
+        self.assertIn(f"ended 2 process(es) this node left behind: "
+                      f"{' '.join(map(str, sorted(self.escapees)))}", self.node.logs())
+
+    def test_a_node_that_exits_by_itself_with_a_deep_tree_leaves_nothing(self):
+        # A chain of descendants: each level is re-parented once the one above dies.
+        chain = self.node.call(start_chain, 4)
+        self.addCleanup(kill_quietly, chain)
+        self.node.submit(os._exit, 3)
+        self.assertTrue(support.wait_for(lambda: not self.node.alive), "the node did not exit")
+        self.assertTrue(support.wait_for(lambda: gone(chain + self.escapees)),
+                        [p for p in chain + self.escapees if not support.gone(p)])
+
+    def test_a_kept_node_is_not_the_templates_to_end(self):
+        # A kept node outlives its controller; the template that forked it ends
+        # with the controller and must leave it running.
+        template_pid = parent_of(self.node.pid)
+        self.node.process.outlive_controller()
+        self.pool.launchers[False].close()  # what ends it with the controller, too
+        self.assertTrue(support.gone(template_pid), "the template did not end")
+        self.assertTrue(self.node.alive, "the template ended a kept node")
+        self.assertEqual(self.node.call(os.getpid), self.node.pid)
+
+
 RUNNER = textwrap.dedent("""
     import sys, time
     from disttest.clusters.pool import ClusterPool
@@ -95,8 +137,9 @@ RUNNER = textwrap.dedent("""
     from disttest.requirements import Requirement
     from tests.containment_nodefuncs import hold_the_gil, start_escapees
 
-    pool = ClusterPool(load_config().replace(state_dir=sys.argv[1]))
-    node = pool.acquire(Requirement(size=1)).nodes[0]
+    config = load_config().replace(state_dir=sys.argv[1], node_start=sys.argv[3])
+    node = ClusterPool(config).acquire(Requirement(size=1)).nodes[0]
+    escapees = node.call(start_escapees)
     if sys.argv[2] == "gil":
         node.submit(hold_the_gil)
         while "holding the GIL" not in node.logs():
@@ -106,34 +149,47 @@ RUNNER = textwrap.dedent("""
                 node.ping(timeout=0.5)
             except CallTimeoutError:
                 break
-        print(node.pid, flush=True)
-    else:
-        print(node.pid, *node.call(start_escapees), flush=True)
+    print(node.pid, *escapees, flush=True)
     time.sleep(600)
 """)
 
 
 class RunnerDeath(unittest.TestCase):
+    node_start = "spawn"
 
     def run_and_kill(self, mode: str) -> list[int]:
-        pids = support.pids_left_by_a_killed_runner(self, RUNNER, support.STATE_DIR, mode)
-        self.assertTrue(pids, "the runner printed no pids")
+        pids = support.pids_left_by_a_killed_runner(self, RUNNER, support.STATE_DIR, mode,
+                                                    self.node_start)
+        self.assertEqual(len(pids), 3, "the runner printed no pids")
         return pids
 
     def test_the_runners_death_ends_the_node_and_what_it_started(self):
         pids = self.run_and_kill("plain")
-        self.assertEqual(len(pids), 3)
         self.assertTrue(support.wait_for(lambda: gone(pids), timeout=10),
                         f"still running after the runner's SIGKILL: "
                         f"{[p for p in pids if not support.gone(p)]}")
 
     def test_a_node_holding_the_gil_ends_with_its_runner(self):
-        [node] = self.run_and_kill("gil")
+        node, *_ = self.run_and_kill("gil")
         # It cannot notice its stdin closing; the kernel ends it after the
-        # parent-death grace period.
+        # parent-death grace period. (What it started is the template's to end:
+        # a spawned node's is left -- documented.)
         self.assertTrue(support.wait_for(lambda: gone([node]),
                                          timeout=containment.DEATH_GRACE_S + 15),
                         f"node {node}, stuck holding the GIL, outlived its runner")
+
+
+class RunnerDeathWithForkedNodes(RunnerDeath):
+    node_start = "template"
+
+    def test_what_a_node_holding_the_gil_started_ends_with_its_runner(self):
+        pids = self.run_and_kill("gil")
+        # The template ends the stuck node after the grace period, then what
+        # it had started (re-parented to the template once the node is gone).
+        self.assertTrue(support.wait_for(lambda: gone(pids),
+                                         timeout=containment.DEATH_GRACE_S + 15),
+                        f"still running after the runner's SIGKILL: "
+                        f"{[p for p in pids if not support.gone(p)]}")
 
 
 if __name__ == "__main__":

@@ -95,6 +95,13 @@ class Process:
             except ProcessLookupError:
                 pass
 
+    def outlive_controller(self) -> None:
+        """The node is kept. A spawned node's parent is the controller, which
+        lets it go by exiting; a forked one's template is told to let it run."""
+        keep = getattr(self.popen, "outlive_controller", None)  # ForkedPopen's
+        if keep is not None:
+            keep()
+
     def close_stdin(self) -> None:
         """Tell the node to stop: the stop word, then end of file."""
         try:

@@ -365,6 +365,8 @@ class Node(NodeRPC):
         running after this node's call_timeout does not keep it alive."""
         self._request("detach", ttl, list(lock_paths), record_path, str(self.log_path),
                       self.call_timeout, timeout=timeout)
+        if self.process is not None:
+            self.process.outlive_controller()
 
     def attach(self, timeout: float = 5.0) -> int:
         """Tell a kept node it is in use again; returns its pid."""

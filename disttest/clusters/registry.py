@@ -331,6 +331,9 @@ class AdoptedProcess:
             except OSError:
                 pass
 
+    def outlive_controller(self) -> None:
+        """Kept again: it already outlives every controller."""
+
     def close_stdin(self) -> None:
         self.signal(signal.SIGTERM)
 

@@ -15,8 +15,11 @@ template (``SCM_RIGHTS``), with the node's whole environment; the child
 takes them as 0, 1 and 2, starts its own session and runs the agent, which
 reads its bootstrap (its key, ports, peers) from that stdin as always. So it
 still ends when the controller closes its stdin or dies; it asks for its
-parent-death signal against the template, which itself is SIGKILLed when the
-controller ends (disttest/containment.py).
+parent-death signal against the template. The template is the subreaper of
+its nodes: it kills what an ended node left behind, and when the controller
+ends it gives its nodes the grace period, then kills what is left
+(disttest/containment.py). A kept node's template is told to let it run
+(``ForkedPopen.outlive_controller``).
 
 Refused, and spawned instead, with a one-line warning per configuration:
 a template whose preloading failed, started a thread or left a descriptor
@@ -130,6 +133,15 @@ class Template:
                 if "pid" in message:
                     return message["pid"]
 
+    def keep(self, pid: int) -> None:
+        """``pid`` is kept (it outlives the controller): the template leaves it running."""
+        with self.lock:
+            if not self.gone:
+                try:
+                    self.sock.send(marshal.dumps({"keep": pid}))
+                except OSError:
+                    pass
+
     def status(self, pid: int, wait: float = 0.0) -> int | None:
         """``pid``'s exit code once the template has reported it."""
         deadline = time.monotonic() + wait
@@ -189,6 +201,10 @@ class ForkedPopen:
         if self.returncode is None:
             raise subprocess.TimeoutExpired(f"node {self.pid}", timeout)
         return self.returncode
+
+    def outlive_controller(self) -> None:
+        """The node is kept: its template must not end it with the controller."""
+        self.template.keep(self.pid)
 
     def kill(self) -> None:
         if self.poll() is None:
