@@ -13,12 +13,12 @@ import sys
 import textwrap
 import unittest
 
-from disttest.config import FALLBACKS
 from disttest.errors import ConfigError, DisttestError
 from disttest.loader import DistributedTestLoader
 from disttest.interrupts import RunnerTerminated
 from disttest.requirements import check_size_override, cluster_size_option
-from disttest.runner import DistributedTestRunner, RunOptions
+from disttest.options import FALLBACKS, HELP, RunOptions
+from disttest.runner import DistributedTestRunner
 
 
 def _shard(text: str) -> tuple[int, int]:
@@ -91,22 +91,17 @@ class DistributedTestProgram(unittest.TestProgram):
                            help="start a default cluster for plain tests too "
                                 "(disttest.current_cluster())")
         group.add_argument("--cluster-size", type=cluster_size_option, metavar="N",
-                           help="give every cluster test N nodes, whatever its class asks for")
+                           help=HELP["--cluster-size"])
         group.add_argument("--no-reuse", action="store_true",
                            help="a fresh cluster for every class")
-        group.add_argument("--fallback", choices=FALLBACKS,
-                           help="what happens to a class whose cluster cannot start after its "
-                                "retries (default: skip on a developer machine, fail in CI)")
-        group.add_argument("--simulate", action="store_true",
-                           help="run every cluster on simulated nodes (threads, not processes)")
+        group.add_argument("--fallback", choices=FALLBACKS, help=HELP["--fallback"])
+        group.add_argument("--simulate", action="store_true", help=HELP["--simulate"])
         ci = group.add_mutually_exclusive_group()
         ci.add_argument("--ci", dest="ci", action="store_const", const=True,
                         help="force disttest's CI mode on (default: detected)")
         ci.add_argument("--no-ci", dest="ci", action="store_const", const=False,
                         help="force disttest's CI mode off (default: detected)")
-        group.add_argument("--keep-cluster", action="store_true",
-                           help="leave the clusters running for the next run to reuse "
-                                "(each ends after keep_clusters_ttl idle seconds; 600 when that is 0)")
+        group.add_argument("--keep-cluster", action="store_true", help=HELP["--keep-cluster"])
         group.add_argument("--strict-cleanup", action="store_true",
                            help="fail the run when it leaves a process, port lock or "
                                 "temporary directory behind")
@@ -132,9 +127,7 @@ class DistributedTestProgram(unittest.TestProgram):
         group.add_argument("--junit-xml", metavar="PATH",
                            help="write a JUnit XML report (Jenkins, GitLab, GitHub) "
                                 "with cluster data")
-        group.add_argument("--cluster-debug", action="store_true",
-                           help="show every cluster operation, node call and node log line "
-                                "as it happens")
+        group.add_argument("--cluster-debug", action="store_true", help=HELP["--cluster-debug"])
         return parser
 
     def _cli_settings(self) -> dict:

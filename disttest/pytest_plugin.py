@@ -29,9 +29,7 @@ import unittest
 
 import pytest
 
-# disttest.fallback.POLICIES (a test checks): importing it would cost every
-# pytest run, with or without cluster tests.
-FALLBACKS = ("skip", "reduce", "simulate", "fail")
+from disttest.options import FALLBACKS, HELP  # imports nothing: every pytest run loads this
 _SUMMARY_KEY = "disttest_summary"  # in an xdist worker's output
 
 
@@ -44,18 +42,11 @@ def _cluster_size(text: str) -> int:
 
 def pytest_addoption(parser) -> None:
     group = parser.getgroup("disttest", "disttest clusters")
-    group.addoption("--cluster-size", type=_cluster_size, metavar="N",
-                    help="give every cluster test N nodes, whatever its class asks for")
-    group.addoption("--simulate", action="store_true",
-                    help="run every cluster on simulated nodes (threads, not processes)")
-    group.addoption("--keep-cluster", action="store_true",
-                    help="leave the clusters running for the next run to reuse "
-                         "(each ends after keep_clusters_ttl idle seconds; 600 when that is 0)")
-    group.addoption("--cluster-debug", action="store_true",
-                    help="print every cluster operation, RPC and node log line as it happens")
-    group.addoption("--fallback", choices=FALLBACKS,
-                    help="what happens to a class whose cluster cannot start after its "
-                         "retries (default: skip on a developer machine, fail in CI)")
+    group.addoption("--cluster-size", type=_cluster_size, metavar="N", help=HELP["--cluster-size"])
+    group.addoption("--simulate", action="store_true", help=HELP["--simulate"])
+    group.addoption("--keep-cluster", action="store_true", help=HELP["--keep-cluster"])
+    group.addoption("--cluster-debug", action="store_true", help=HELP["--cluster-debug"])
+    group.addoption("--fallback", choices=FALLBACKS, help=HELP["--fallback"])
 
 
 def pytest_configure(config) -> None:
@@ -129,7 +120,8 @@ class DisttestPytest:
             from disttest.config import load_config
             from disttest.errors import ConfigError
             from disttest.requirements import check_size_override
-            from disttest.runner import DistributedTestRunner, RunOptions
+            from disttest.options import RunOptions
+            from disttest.runner import DistributedTestRunner
 
             option = self.config.option
             cli = {"fallback": option.fallback} if option.fallback else {}

@@ -15,6 +15,7 @@ import unittest
 from disttest.errors import DisttestError
 from disttest.interrupts import InterruptHandlers, InterruptibleSuite, RunnerTerminated
 from disttest.loader import SkippedTest, select, unknown_tags
+from disttest.options import RunOptions
 from disttest.planner import is_cluster_class, iter_tests, let_go, plan as make_plan, unkeepable
 from disttest.result import DistributedTestResult, PlainTestResult, RunCheck
 
@@ -22,34 +23,6 @@ from disttest.result import DistributedTestResult, PlainTestResult, RunCheck
 # never touches clusters runs without them (see ``DistributedTestRunner.run``).
 
 __unittest = True
-
-
-class RunOptions:
-    """What ``python -m disttest`` adds to unittest's options (keyword arguments)."""
-
-    only: list[str] = []
-    exclude: list[str] = []
-    no_distributed = force_cluster = cluster_debug = simulate = False
-    keep_cluster = strict_cleanup = False
-    catch_break = False  # -c: the first Ctrl-C lets the running test finish
-    cluster_size: int | None = None
-    fallback: str | None = None
-    json_report: str | None = None
-    junit_xml: str | None = None
-    html_report: str | None = None
-    shard: tuple[int, int] | None = None
-    jobs: int | str = 1  # workers (-j N), or "auto"
-
-    def __init__(self, **options) -> None:
-        for name, value in options.items():
-            if not hasattr(RunOptions, name) or name.startswith("_"):
-                raise TypeError(f"RunOptions got an unknown option {name!r}")
-            setattr(self, name, value)
-        self.only = list(self.only)
-        self.exclude = list(self.exclude)
-
-    def __repr__(self) -> str:
-        return f"RunOptions({vars(self)!r})"
 
 
 class DistributedTestRunner(unittest.TextTestRunner):

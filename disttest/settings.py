@@ -15,8 +15,8 @@ if TYPE_CHECKING:
     from typing import Any, Callable, Dict, Optional, Tuple
 
 from .errors import ConfigError
+from .options import FALLBACKS
 
-FALLBACKS = ("skip", "reduce", "simulate", "fail")
 TIMEOUT_KEYS = ("startup_timeout", "cleanup_timeout", "call_timeout")
 ENV_PREFIX = "DISTTEST_"
 _TRUE = frozenset({"true", "yes", "on", "1"})

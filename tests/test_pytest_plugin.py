@@ -401,12 +401,46 @@ class PytestCovTests(unittest.TestCase):
 
 @unittest.skipUnless(HAVE_PYTEST, "pytest is not installed")
 class PluginOptionsTests(unittest.TestCase):
+    """The options pytest and python -m disttest share read and check the same."""
 
     def test_fallback_choices_are_disttest_s(self):
-        from disttest import pytest_plugin
         from disttest.fallback import POLICIES
 
-        self.assertEqual(pytest_plugin.FALLBACKS, POLICIES)
+        for args in (["-m", "pytest", *PLUGIN], ["-m", "disttest"]):
+            with self.subTest(args[1]):
+                run = support.run_python([*args, "--fallback", "never"])
+                self.assertNotEqual(run.returncode, 0, run)
+                allowed = re.search(r"invalid choice: '?never'? \(choose from (.*)\)", run.stderr)
+                self.assertIsNotNone(allowed, run.stderr)
+                self.assertEqual(re.findall(r"\w+", allowed.group(1)), list(POLICIES))
+
+    def test_shared_options_have_the_same_help(self):
+        shared = ("--cluster-size", "--simulate", "--keep-cluster", "--cluster-debug",
+                  "--fallback")
+        helps = []
+        for args in (["-m", "pytest", *PLUGIN], ["-m", "disttest"]):
+            run = support.run_python([*args, "--help"])
+            self.assertEqual(run.returncode, 0, run)
+            helps.append({option: text for option, text in option_helps(run.stdout).items()
+                          if option in shared})
+        self.assertEqual(sorted(helps[0]), sorted(shared))
+        self.assertEqual(helps[0], helps[1])
+        self.assertIn("whatever its class asks for", helps[0]["--cluster-size"])
+
+
+def option_helps(usage: str) -> dict[str, str]:
+    """{option: its help text, on one line} from argparse-style ``--help`` output."""
+    helps, option = {}, None
+    for line in usage.splitlines():
+        entry = re.match(r"  (-\S+?)(?:[ =]\S+)?(?:  +(.*)|$)", line)
+        if entry:
+            option = entry.group(1).rstrip(",")
+            helps[option] = entry.group(2) or ""
+        elif option and line.startswith("   ") and line.strip():
+            helps[option] = (helps[option] + " " + line.strip()).strip()
+        else:
+            option = None
+    return helps
 
 
 if __name__ == "__main__":

@@ -190,7 +190,7 @@ LAYERS = [
     ("node side", {"agent", "agent_codec", "agent_template", "agent_kept", "agent_reset", "agent_spawn", "this_node", "coverage_node",
                    "containment", "clusters.protocol", "clusters.lockfiles", "errors"}),
     ("base", {"events", "resources", "environment", "config", "requirements", "hosts",
-              "settings", "statefiles", "statedir", "coverage_support", "history", "history.*"}),
+              "settings", "options", "statefiles", "statedir", "coverage_support", "history", "history.*"}),
     ("clusters", {"clusters", "clusters.*"}),
     ("session", {"session", "fallback", "helpers", "watchdog"}),
     ("reports", {"report", "report.*"}),
