@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import pickle
 import socket
 import subprocess
 import sys
@@ -21,10 +20,9 @@ import time
 import types
 import unittest
 
-from disttest.clusters.faults import NetworkFaultError
 from disttest.clusters.netns import NetnsNetwork
-from disttest.errors import NetworkModeError
 from tests import support
+from tests.fault_cases import FaultStateCases
 
 NODES = ("a", "b", "c")
 PORT = 7000
@@ -407,61 +405,8 @@ class DelayTests(NetnsTestCase):
         self.assertEqual(self.received("b")["udp"], [])
 
 
-class StateAndErrorTests(NetnsTestCase):
+class StateAndErrorTests(FaultStateCases, NetnsTestCase):
+    """The shared fault-state cases (tests/fault_cases.py); a heal leaves no route."""
 
-    def test_faults_and_history(self):
-        self.net.partition(["a"], ["b", "c"], mode="reject")
-        self.net.delay("b", "c", 0.5, jitter=0.1)
-        self.assertEqual(self.net.faults(), [
-            {"kind": "cut", "from": "a", "to": "b", "mode": "reject"},
-            {"kind": "cut", "from": "a", "to": "c", "mode": "reject"},
-            {"kind": "cut", "from": "b", "to": "a", "mode": "reject"},
-            {"kind": "cut", "from": "c", "to": "a", "mode": "reject"},
-            {"kind": "delay", "from": "b", "to": "c", "seconds": 0.5, "jitter": 0.1},
-        ])
-        self.net.cut("b", "c", both_ways=False)
-        self.net.isolate("a")
-        self.net.heal()
-        self.assertEqual(self.net.faults(), [])
+    def assertHealed(self) -> None:
         self.assertRoutesClean()
-        history = self.net.history()[-5:]
-        self.assertEqual([h["kind"] for h in history],
-                         ["partition", "delay", "cut", "isolate", "heal"])
-        self.assertEqual(history[0]["groups"], [["a"], ["b", "c"]])
-        self.assertEqual(history[2], dict(history[2], **{"from": "b", "to": "c",
-                                                          "both_ways": False, "mode": "drop"}))
-        times = [h["time"] for h in history]
-        self.assertEqual(times, sorted(times))
-        self.assertLessEqual(times[-1], time.monotonic())
-
-    def test_wrong_arguments_raise_the_proxy_errors(self):
-        length = len(self.net.history())
-        for call in (lambda: self.net.partition(["a"], mode="block"),
-                     lambda: self.net.isolate("a", mode="DROP"),
-                     lambda: self.net.cut("a", "b", mode=None)):
-            with self.assertRaises(NetworkFaultError) as caught:
-                call()
-            self.assertIsInstance(caught.exception, NetworkModeError)
-            self.assertIsInstance(caught.exception, ValueError)
-            self.assertIn("'drop'", str(caught.exception))
-            self.assertIn("'reject'", str(caught.exception))
-        for call in (lambda: self.net.partition(["a"], ["zz"]),
-                     lambda: self.net.isolate("zz"),
-                     lambda: self.net.cut("a", "zz"),
-                     lambda: self.net.delay("zz", "a", 1)):
-            with self.assertRaises(NetworkFaultError) as caught:
-                call()
-            self.assertIn("'zz'", str(caught.exception))
-            self.assertIn("a, b, c", str(caught.exception))
-        copy = pickle.loads(pickle.dumps(caught.exception))
-        self.assertEqual((type(copy), copy.node), (NetworkFaultError, "zz"))
-        with self.assertRaisesRegex(NetworkFaultError, "in two groups"):
-            self.net.partition(["a", "b"], ["b"])
-        with self.assertRaisesRegex(NetworkFaultError, "named twice"):
-            self.net.cut("a", "a")
-        with self.assertRaisesRegex(NetworkFaultError, "jitter between 0 and seconds"):
-            self.net.delay("a", "b", 0.1, jitter=0.2)
-        with self.assertRaisesRegex(NetworkFaultError, "seconds must be"):
-            self.net.delay("a", "b", -1)
-        self.assertEqual(self.net.faults(), [])
-        self.assertEqual(len(self.net.history()), length)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import pickle
 import queue
 import random
 import select
@@ -21,9 +20,9 @@ import unittest
 
 import psutil
 
-from disttest.clusters.faults import NetworkFaultError
 from disttest.clusters.proxy import ProxyNetwork
-from disttest.errors import DisttestError, NetworkModeError
+from disttest.errors import NetworkModeError
+from tests.fault_cases import FaultStateCases
 from tests.support import run_python, wait_for
 
 HOST = "127.0.0.1"
@@ -427,71 +426,8 @@ class DelayTests(ProxyTestCase):
         self.assertWorks(sock)  # delayed, never cut: the connection stays
 
 
-class StateAndErrorTests(ProxyTestCase):
-
-    def test_faults_and_history(self):
-        self.net.partition(["a"], ["b", "c"], mode="reject")
-        self.net.delay("b", "c", 0.5, jitter=0.1)
-        self.assertEqual(self.net.faults(), [
-            {"kind": "cut", "from": "a", "to": "b", "mode": "reject"},
-            {"kind": "cut", "from": "a", "to": "c", "mode": "reject"},
-            {"kind": "cut", "from": "b", "to": "a", "mode": "reject"},
-            {"kind": "cut", "from": "c", "to": "a", "mode": "reject"},
-            {"kind": "delay", "from": "b", "to": "c", "seconds": 0.5, "jitter": 0.1},
-        ])
-        self.net.cut("b", "c", both_ways=False)
-        self.net.isolate("a")
-        self.net.heal()
-        self.assertEqual(self.net.faults(), [])
-        history = self.net.history()
-        self.assertEqual([h["kind"] for h in history],
-                         ["partition", "delay", "cut", "isolate", "heal"])
-        self.assertEqual(history[0]["groups"], [["a"], ["b", "c"]])
-        self.assertEqual(history[2], dict(history[2], **{"from": "b", "to": "c",
-                                                          "both_ways": False, "mode": "drop"}))
-        times = [h["time"] for h in history]
-        self.assertEqual(times, sorted(times))
-        self.assertLessEqual(times[-1], time.monotonic())
-
-    def test_a_bad_mode_names_the_allowed_modes(self):
-        for call in (lambda: self.net.partition(["a"], mode="block"),
-                     lambda: self.net.isolate("a", mode="DROP"),
-                     lambda: self.net.cut("a", "b", mode=None)):
-            with self.assertRaises(NetworkFaultError) as caught:
-                call()
-            error = caught.exception
-            self.assertIsInstance(error, NetworkModeError)
-            self.assertIsInstance(error, ValueError)
-            self.assertIsInstance(error, DisttestError)
-            self.assertIn("'drop'", str(error))
-            self.assertIn("'reject'", str(error))
-        self.assertEqual(self.net.faults(), [])
-        self.assertEqual(self.net.history(), [])
-
-    def test_an_unknown_node_names_the_known_ones(self):
-        for call in (lambda: self.net.partition(["a"], ["zz"]),
-                     lambda: self.net.isolate("zz"),
-                     lambda: self.net.cut("a", "zz"),
-                     lambda: self.net.delay("zz", "a", 1)):
-            with self.assertRaises(NetworkFaultError) as caught:
-                call()
-            self.assertIn("'zz'", str(caught.exception))
-            self.assertIn("a, b, c", str(caught.exception))
-        copy = pickle.loads(pickle.dumps(caught.exception))
-        self.assertIs(type(copy), NetworkFaultError)
-        self.assertEqual(copy.diagnosis, caught.exception.diagnosis)
-        self.assertEqual(copy.node, "zz")
-
-    def test_other_wrong_arguments(self):
-        with self.assertRaisesRegex(NetworkFaultError, "in two groups"):
-            self.net.partition(["a", "b"], ["b"])
-        with self.assertRaisesRegex(NetworkFaultError, "named twice"):
-            self.net.cut("a", "a")
-        with self.assertRaisesRegex(NetworkFaultError, "jitter between 0 and seconds"):
-            self.net.delay("a", "b", 0.1, jitter=0.2)
-        with self.assertRaisesRegex(NetworkFaultError, "seconds must be"):
-            self.net.delay("a", "b", -1)
-        self.assertEqual(self.net.faults(), [])
+class StateAndErrorTests(FaultStateCases, ProxyTestCase):
+    """The shared fault-state cases (tests/fault_cases.py), and what is the proxy's own."""
 
     def test_faults_before_any_route_need_no_thread(self):
         before = proxy_threads()
