@@ -19,6 +19,8 @@ import traceback
 from collections import deque
 from typing import Callable
 
+from disttest.clusters.waker import Waker
+
 __all__ = ["DelayLine"]
 
 
@@ -43,12 +45,10 @@ class DelayLine:
         self.last: dict[tuple[str, str], float] = {}    # link -> due time of its last packet
         self.random = random.Random()
         self.stopping = False
-        # Made here, so wake() and stop() work whether or not a device was ever added.
+        # Made here, so waking and stop() work whether or not a device was ever added.
         self.selector = selectors.DefaultSelector()
-        self.wake_r, self.wake_w = socket.socketpair()
-        for sock in (self.wake_r, self.wake_w):
-            sock.setblocking(False)
-        self.selector.register(self.wake_r, selectors.EVENT_READ, None)
+        self.waker = Waker()
+        self.selector.register(self.waker, selectors.EVENT_READ, None)
         self.thread: threading.Thread | None = None  # started with the first device
         self.closed = False
 
@@ -69,7 +69,7 @@ class DelayLine:
                 self.thread = threading.Thread(target=self.run, name="disttest-netns",
                                                daemon=True)
                 self.thread.start()
-        self.wake()
+        self.waker.wake()
 
     def set_faults(self, cuts: dict, delays: dict) -> None:
         with self.lock:
@@ -91,19 +91,12 @@ class DelayLine:
         if self.closed:
             return
         if self.thread is not None:
-            self.wake()
+            self.waker.wake()
             self.thread.join()
             self.thread = None
         self.closed = True
         self.selector.close()
-        self.wake_r.close()
-        self.wake_w.close()
-
-    def wake(self) -> None:
-        try:
-            self.wake_w.send(b"\0")
-        except OSError:  # full (the thread is awake anyway) or closed (it has stopped)
-            pass
+        self.waker.close()
 
     # -- in the thread ------------------------------------------------------------
     def run(self) -> None:
@@ -116,11 +109,7 @@ class DelayLine:
                     timeout = self.next_due()
                 for key, _events in self.selector.select(timeout):
                     if key.data is None:
-                        try:
-                            while self.wake_r.recv(4096):
-                                pass
-                        except OSError:
-                            pass
+                        self.waker.drain()
                     else:
                         self.receive(key.fd, key.data)
                 with self.lock:

@@ -1,7 +1,7 @@
 """The proxy's thread: commands from other threads, listeners, accepts, faults.
 
 ``ProxyLoop`` owns one network's sockets; other threads reach it only through
-``call`` (a command list and a wake-up socketpair), so a fault change is in
+``call`` (a command list and a ``Waker``), so a fault change is in
 force when the call returns. The bytes themselves move in ``Forwarder``
 (clusters/proxy_streams.py).
 """
@@ -16,6 +16,7 @@ from typing import Any, Callable
 
 from disttest.clusters.proxy_streams import (
     HANG_UP, READ, Conn, Forwarder, Held, Route, closed_error, family, reset)
+from disttest.clusters.waker import Waker
 
 __all__ = ["ProxyLoop"]
 
@@ -35,11 +36,9 @@ class ProxyLoop(Forwarder):
         self.commands_lock = threading.Lock()
         self.stopping = self.stopped = False
         self.crash = ""
-        self.wake_r, self.wake_w = socket.socketpair()
-        for sock in (self.wake_r, self.wake_w):
-            sock.setblocking(False)
-        self.handlers[self.wake_r.fileno()] = "wake"
-        self.poller.register(self.wake_r.fileno(), READ)
+        self.waker = Waker()
+        self.handlers[self.waker.fileno()] = "wake"
+        self.poller.register(self.waker.fileno(), READ)
         self.thread = threading.Thread(target=self.run, name="disttest-proxy", daemon=True)
         self.thread.start()
 
@@ -51,7 +50,7 @@ class ProxyLoop(Forwarder):
             if self.stopped:
                 raise closed_error(self.crash)
             self.commands.append((fn, done, outcome))
-        self.wake()
+        self.waker.wake()
         while not done.wait(0.5):
             if not self.thread.is_alive():
                 raise closed_error(self.crash)
@@ -61,14 +60,8 @@ class ProxyLoop(Forwarder):
 
     def stop(self) -> None:
         self.stopping = True
-        self.wake()
+        self.waker.wake()
         self.thread.join()
-
-    def wake(self) -> None:
-        try:
-            self.wake_w.send(b"\0")
-        except OSError:  # full (the loop is awake anyway) or closed (it has stopped)
-            pass
 
     # -- the loop --------------------------------------------------------------------
     def run(self) -> None:
@@ -115,11 +108,7 @@ class ProxyLoop(Forwarder):
         return None if soonest is None else max(0.0, soonest - time.monotonic())
 
     def on_wake(self) -> None:
-        try:
-            while self.wake_r.recv(4096):
-                pass
-        except OSError:
-            pass
+        self.waker.drain()
         with self.commands_lock:
             commands, self.commands = self.commands, []
         for fn, done, outcome in commands:
@@ -139,8 +128,7 @@ class ProxyLoop(Forwarder):
             self.let_go(route)
             route.listener.close()
         self.poller.close()
-        self.wake_r.close()
-        self.wake_w.close()
+        self.waker.close()
         for _fn, done, outcome in commands:
             outcome[1] = closed_error(self.crash)
             done.set()
