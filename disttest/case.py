@@ -342,11 +342,7 @@ def distributed(cls: type | None = None, **declaration: Any):
                "fresh_cluster", "network", "fallback", "preload"}
     unknown = set(declaration) - allowed
     if unknown:
-        raise ConfigError(f"disttest.distributed() got unknown argument(s) "
-                          f"{', '.join(sorted(unknown))}",
-                          steps=[f"use only: {', '.join(sorted(allowed))}"],
-                          source="disttest.distributed()", key=", ".join(sorted(unknown)),
-                          allowed=sorted(allowed))
+        raise ConfigError.unknown_arguments("disttest.distributed()", "argument", unknown, allowed)
 
     def decorate(target: type) -> type:
         if not (isinstance(target, type) and issubclass(target, unittest.TestCase)):

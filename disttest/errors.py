@@ -10,7 +10,7 @@ from __future__ import annotations
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs ms on nodes
 
 if TYPE_CHECKING:  # node processes import this module: keep it light at run time
-    from typing import Any, Sequence
+    from typing import Any, Iterable, Sequence
 
 __all__ = [
     "Diagnosis",
@@ -120,6 +120,15 @@ class ConfigError(DisttestError):
         problem = f"{source}: {key} = {value!r} is not allowed; {key} must be {allowed}"
         steps = [hint] if hint else [f"set {key} to {allowed} in {source}"]
         return cls(problem, cause, steps, source=source, key=key, value=value, allowed=allowed)
+
+    @classmethod
+    def unknown_arguments(cls, source: str, what: str, unknown: Iterable[str],
+                          allowed: Iterable[str]) -> "ConfigError":
+        """``source`` (a call) got keyword arguments it does not take: list the ``allowed``."""
+        names, allowed = ", ".join(sorted(unknown)), sorted(allowed)
+        return cls(f"{source} got unknown {what}(s) {names}",
+                   steps=[f"use only: {', '.join(allowed)}"], source=source, key=names,
+                   allowed=allowed)
 
 
 class ClusterStartError(DisttestError):

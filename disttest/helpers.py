@@ -22,11 +22,8 @@ _OPTIONS = {"node_ports", "node_env", "network", "reuse"}
 def _requirement(size: int | None, options: dict[str, Any], config) -> Requirement:
     unknown = set(options) - _OPTIONS
     if unknown:
-        raise ConfigError(f"start_cluster(): unknown cluster option(s): "
-                          f"{', '.join(sorted(unknown))}",
-                          steps=[f"use only: {', '.join(sorted(_OPTIONS))}"],
-                          source="start_cluster()", key=", ".join(sorted(unknown)),
-                          allowed=sorted(_OPTIONS))
+        raise ConfigError.unknown_arguments("start_cluster()", "cluster option", unknown,
+                                            _OPTIONS)
     where = "start_cluster()"
     size = config.default_cluster_size if size is None else size
     return Requirement(

@@ -108,7 +108,7 @@ class ConfigMistakesTest(unittest.TestCase):
     def test_an_unknown_start_cluster_option(self):
         with self.assertRaises(disttest.ConfigError) as cm:
             disttest.start_cluster(1, bogus=1)
-        self.assertIn("unknown cluster option(s): bogus", str(cm.exception))
+        self.assertIn("start_cluster() got unknown cluster option(s) bogus", str(cm.exception))
         self.assertIn("node_env", cm.exception.allowed)
 
     def test_an_unknown_distributed_argument(self):
