@@ -79,7 +79,7 @@ def forget_durations(suite: Path, env: dict) -> None:
     """
     try:
         from disttest.config import load_config
-        from disttest.sharding import durations_path
+        from disttest.durations import durations_path
 
         durations_path(load_config(start_dir=str(suite), environ=env)).unlink(missing_ok=True)
     except Exception:  # an older or newer disttest without it

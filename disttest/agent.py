@@ -58,6 +58,7 @@ class Agent:
         if not simulated:
             this_node.install_context(self.context)
         self.started = time.time()
+        self.modules_at_start = frozenset(sys.modules)  # for op_imports
         self.last_used = time.monotonic()
         # Requests being served: thread id -> when it began (a kept node's idle
         # clock ignores one running longer than the controller's call_timeout).
@@ -224,6 +225,11 @@ class Agent:
                 "uptime_s": time.time() - self.started, "threads": threading.active_count(),
                 "spawned_running": self.spawns.running() if self.spawns is not None else 0,
                 "rss_bytes": agent_codec.rss_bytes()}
+
+    def op_imports(self, project_dirs):
+        from disttest.agent_imports import preloadable
+
+        return preloadable(self.modules_at_start, project_dirs)
 
     def op_detach(self, ttl, lock_paths, record_path, log_path, call_timeout):
         """Outlive the controller: take over the port locks, end after ``ttl`` idle

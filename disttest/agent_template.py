@@ -62,8 +62,9 @@ def _open_descriptors(keep: set[int]) -> list[str]:
     return found
 
 
-def _preload(modules: list[str], control_fd: int) -> str | None:
-    """Import the agent and ``modules``; why the template cannot fork safely, or None."""
+def _preload(modules: list[str], control_fd: int) -> tuple[str, str] | None:
+    """Import the agent and ``modules``: None, or why the template cannot fork
+    safely and which module it was ("" for the agent's own imports)."""
     import importlib
     import threading
 
@@ -72,18 +73,23 @@ def _preload(modules: list[str], control_fd: int) -> str | None:
     agent_codec.load_pickle()
     import faulthandler  # noqa: F401
 
-    for name in modules:
-        try:
-            importlib.import_module(name)
-        except BaseException as exc:  # an import error is a refusal, not a crash
-            return f"cannot preload {name}: {type(exc).__name__}: {exc}"
-    if threading.active_count() != 1:
-        names = ", ".join(t.name for t in threading.enumerate()
-                          if t is not threading.main_thread())
-        return f"preloading started threads ({names})"
-    extra = _open_descriptors({0, 1, 2, control_fd})
-    if extra:
-        return "preloading left descriptors open: " + ", ".join(extra)
+    keep = {0, 1, 2, control_fd}
+    culprit = ""
+    for name in [""] + modules:  # checked after each import: the culprit is named
+        if name:
+            culprit = name
+            try:
+                importlib.import_module(name)
+            except BaseException as exc:  # an import error is a refusal, not a crash
+                return f"cannot preload {name}: {type(exc).__name__}: {exc}", name
+        if threading.active_count() != 1:
+            names = ", ".join(t.name for t in threading.enumerate()
+                              if t is not threading.main_thread())
+            return f"preloading {culprit or 'the agent'} started threads ({names})", culprit
+        extra = _open_descriptors(keep)
+        if extra:
+            return (f"preloading {culprit or 'the agent'} left descriptors open: "
+                    + ", ".join(extra), culprit)
     return None
 
 
@@ -265,9 +271,11 @@ def main(boot: dict, run_node) -> None:
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)
     os.close(devnull)
-    problem = problem or _preload(list(boot.get("preload", ())), boot["control_fd"])
-    _send(sock, {"refused": problem} if problem else {"ready": os.getpid()})
-    if problem:
+    refusal = (problem, "") if problem else _preload(list(boot.get("preload", ())),
+                                                     boot["control_fd"])
+    _send(sock, {"refused": refusal[0], "module": refusal[1]} if refusal
+          else {"ready": os.getpid()})
+    if refusal:
         sys.exit(0)
     # What is loaded now stays out of the collector's passes, in the template and
     # in every node: a node's first collection would otherwise touch (and so copy)

@@ -40,7 +40,7 @@ KINDS = frozenset({
     "node_crashed", "node_restarted", "node_replaced", "node_log",
     "test_started", "test_finished", "test_logs",
     "fallback", "leak", "diagnosis", "rpc", "warning", "class_finished", "test_slow",
-    "node_action", "fault",
+    "node_action", "fault", "template_started", "preload_learned",
 })
 
 

@@ -145,12 +145,19 @@ def check_env(value: Any, owner: Any) -> tuple[tuple[str, str], ...]:
 
 
 def check_preload(value: Any, owner: Any) -> tuple[str, ...]:
-    allowed = 'a tuple of module names such as ("json", "myproject.server")'
-    if isinstance(value, str) or not isinstance(value, (tuple, list)) or not all(
-            isinstance(name, str) and name and all(part.isidentifier() for part in name.split("."))
-            for name in value):
-        raise ConfigError.bad_value(_where(owner), "preload", value, allowed)
-    return tuple(value)
+    """A declared ``preload``: a tuple of module names, any of them "auto", or "auto" alone."""
+    from disttest.settings import modules_or_auto
+
+    allowed = ('a tuple of module names such as ("json", "myproject.server"), "auto" among '
+               'them or alone (preload = "auto": the modules nodes imported in earlier runs)')
+    if isinstance(value, str) and value.strip().lower() != "auto":
+        raise ConfigError.bad_value(_where(owner), "preload", value, allowed,
+                                    hint=f'write preload = ({value!r},) for one module')
+    try:
+        return modules_or_auto(value)
+    except ValueError as exc:
+        raise ConfigError.bad_value(_where(owner), "preload", value, allowed,
+                                    cause=str(exc)) from None
 
 
 def check_network(value: Any, owner: Any) -> str:

@@ -230,11 +230,11 @@ class DistributedTestRunner(unittest.TextTestRunner):
 
     def work_items(self, plan, jobs: int) -> list:
         """``plan`` cut into work items for ``jobs`` workers (longest first)."""
-        from disttest import sharding
+        from disttest import durations
         from disttest.parallel import schedule
 
         config = self._config()
-        history = sharding.load_durations(sharding.durations_path(config), self._note)
+        history = durations.load_durations(durations.durations_path(config), self._note)
         return schedule.make_items(plan, jobs, history, reuse=config.reuse_clusters)
 
     def keep_ttl(self, config) -> float:
@@ -262,11 +262,11 @@ class DistributedTestRunner(unittest.TextTestRunner):
         plan = make_plan(selected, self.requirement_for, reuse=config.reuse_clusters,
                          whole_modules=self.whole_modules)
         if options.shard:
-            from disttest import sharding
+            from disttest import durations, sharding
 
             plan = sharding.shard(plan, *options.shard,
-                                  sharding.load_durations(sharding.durations_path(config),
-                                                          self._note))
+                                  durations.load_durations(durations.durations_path(config),
+                                                           self._note))
         return plan, filtered, has_cluster_tests
 
     def requirement_for(self, cls: type, methods: list[str]):
@@ -352,11 +352,11 @@ class DistributedTestRunner(unittest.TextTestRunner):
             # they would disagree on who runs what. -j runs record into the default
             # file too, so the next one hands out its longest items first. An
             # interrupted run's durations are partial: it records none.
-            from disttest import sharding
+            from disttest import durations
 
             try:
-                sharding.save_durations(sharding.durations_path(config), result, stats,
-                                        self._note)
+                durations.save_durations(durations.durations_path(config), result, stats,
+                                         self._note)
             except (OSError, DisttestError) as error:  # history is a help, never a failure
                 self.stream.writeln(f"disttest: could not record durations: {error}")
 

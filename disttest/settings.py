@@ -100,16 +100,29 @@ LAUNCHERS = ("local", "ssh")
 NODE_STARTS = ("spawn", "template")
 
 
-def _modules(value: Any) -> Tuple[str, ...]:
-    """Module names: a list, or one comma-separated string."""
+def is_module_name(name: Any) -> bool:
+    """A dotted module name: identifiers joined by dots."""
+    return isinstance(name, str) and bool(name) and all(
+        part.isidentifier() for part in name.split("."))
+
+
+def modules_or_auto(value: Any) -> Tuple[str, ...]:
+    """Module names and ``auto`` (the learned list, any case): a list, or one
+    comma-separated string; ValueError (Invalid: with the reason) otherwise."""
     if isinstance(value, str):
         value = [part.strip() for part in value.split(",") if part.strip()]
     if not isinstance(value, (list, tuple)) or not all(isinstance(m, str) for m in value):
         raise ValueError("")
+    names = []
     for name in value:
-        if not all(part.isidentifier() for part in name.strip().split(".")):
+        name = name.strip()
+        if name.lower() == "auto":
+            name = "auto"
+        elif not is_module_name(name):
             raise Invalid(f"{name!r} is not a module name")
-    return tuple(name.strip() for name in value)
+        if name not in names:
+            names.append(name)
+    return tuple(names)
 _SSH_OPTIONS_REFUSED = ("-n", "-f", "-N", "-t", "-tt")
 
 
@@ -188,9 +201,10 @@ SPECS: Dict[str, Tuple[Callable[[Any], Any], str, str]] = {
     "node_start": (_text(NODE_STARTS), "one of " + ", ".join(NODE_STARTS),
                    "How local nodes start: a new interpreter each, or forked from a "
                    "preloaded template."),
-    "preload": (_modules, "a list of module names (a comma-separated string in INI files "
-                          "and the environment)", "Modules the node template imports "
-                          "before it forks nodes."),
+    "preload": (modules_or_auto, 'a list of module names and/or "auto" (a comma-separated '
+                                 "string in INI files and the environment)",
+                "Modules the node template imports before it forks nodes; \"auto\": "
+                "those nodes imported in earlier runs."),
 }
 KEYS: Tuple[str, ...] = tuple(SPECS)
 DOCS: Dict[str, str] = {key: spec[2] for key, spec in SPECS.items()}

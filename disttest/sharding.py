@@ -12,14 +12,8 @@ shards, and the union of the N shards is exactly the selection.
 """
 from __future__ import annotations
 
-import hashlib
-import json
-import os
-from pathlib import Path
-
 from disttest.errors import ConfigError
 from disttest.planner import Plan
-from disttest.statefiles import BadFile, read_json, set_aside
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -34,64 +28,6 @@ def parse_shard(text: str) -> tuple[int, int]:
         raise ConfigError.bad_value("command line --shard", "shard", text,
                                     "K/N with 1 <= K <= N")
     return k, n
-
-
-def durations_path(config) -> Path:
-    if config.durations_file:
-        return Path(config.durations_file)
-    project = str(config.project_root or os.getcwd())
-    digest = hashlib.sha256(project.encode()).hexdigest()[:16]
-    return config.state_path() / "durations" / f"{digest}.json"
-
-
-def durations_problem(data) -> str | None:
-    """What is wrong with the shape of a durations history, or None."""
-    if not isinstance(data, dict):
-        return f"a durations history is a JSON object, not {type(data).__name__}"
-    for key in ("classes", "cluster_startup_s"):
-        table = data.get(key, {})
-        if not isinstance(table, dict):
-            return f"{key!r} must map names to seconds"
-        for name, seconds in table.items():
-            if (not isinstance(seconds, (int, float)) or isinstance(seconds, bool)
-                    or not 0 <= seconds < float("inf")):
-                return f"{key}[{name!r}] must be a number of seconds, not {seconds!r}"
-    return None
-
-
-def load_durations(path: Path, note=None) -> dict:
-    """The durations history in ``path``; empty when there is none. A file of
-    the wrong shape is set aside (with a note to ``note``) and counts as none."""
-    try:
-        data = read_json(path)
-    except FileNotFoundError:
-        return {}
-    except BadFile as exc:
-        set_aside(path, str(exc), note)
-        return {}
-    problem = durations_problem(data)
-    if problem is not None:
-        set_aside(path, problem, note)
-        return {}
-    return data
-
-
-def save_durations(path: Path, result, stats, note=None) -> None:
-    """Merge this run's class durations and cluster start-ups into ``path``."""
-    data = load_durations(path, note)
-    classes = data.setdefault("classes", {})
-    run: dict[str, float] = {}
-    for record in result.records:
-        run[record.classname] = run.get(record.classname, 0.0) + record.duration_s
-    classes.update({name: round(seconds, 4) for name, seconds in run.items()})
-    startups = data.setdefault("cluster_startup_s", {})
-    for cluster in stats.clusters.values():
-        if not cluster.reused_from_previous_run:
-            startups[str(cluster.size)] = round(cluster.startup_s, 4)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
-    os.replace(tmp, path)
 
 
 def _class_name(cls: type) -> str:

@@ -317,7 +317,7 @@ class DeclaredOpsTests(unittest.TestCase):
             "reset": ("timeout",), "coverage_save": (), "info": (), "stacks": (),
             "detach": ("ttl", "lock_paths", "record_path", "log_path", "call_timeout"),
             "attach": (),
-            "shutdown": ()})
+            "shutdown": (), "imports": ("project_dirs",)})
         for name, (_, reply) in protocol.OPS.items():
             self.assertTrue(reply, name)
 

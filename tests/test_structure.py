@@ -187,10 +187,11 @@ class ImportCycleTests(unittest.TestCase):
 # own layer and the layers below it, never one above. The node side imports
 # nothing else of disttest (it runs in every node process, stdlib only).
 LAYERS = [
-    ("node side", {"agent", "agent_codec", "agent_template", "agent_kept", "agent_reset", "agent_spawn", "this_node", "coverage_node",
+    ("node side", {"agent", "agent_codec", "agent_template", "agent_kept", "agent_reset",
+                   "agent_spawn", "agent_imports", "this_node", "coverage_node",
                    "containment", "clusters.protocol", "clusters.lockfiles", "errors"}),
     ("base", {"events", "resources", "environment", "config", "requirements", "hosts",
-              "settings", "options", "statefiles", "statedir", "coverage_support", "history", "history.*"}),
+              "settings", "options", "statefiles", "statedir", "durations", "coverage_support", "history", "history.*"}),
     ("clusters", {"clusters", "clusters.*"}),
     ("session", {"session", "fallback", "helpers", "watchdog"}),
     ("reports", {"report", "report.*"}),

@@ -368,6 +368,10 @@ class Node(NodeRPC):
         if self.process is not None:
             self.process.outlive_controller()
 
+    def imports(self, project_dirs: list[str], timeout: float = 5.0) -> list[str]:
+        """Modules the node imported that a node template may preload (``preload = "auto"``)."""
+        return list(self._request("imports", list(project_dirs), timeout=timeout))
+
     def attach(self, timeout: float = 5.0) -> int:
         """Tell a kept node it is in use again; returns its pid."""
         return self._request("attach", timeout=timeout)

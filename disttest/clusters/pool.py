@@ -263,7 +263,17 @@ def _local_launcher(config, events: EventBus):
     """Spawned nodes, or nodes forked from a template (``node_start``)."""
     if getattr(config, "node_start", "spawn") != "template":
         return LocalLauncher()
-    from disttest.clusters.template import TemplateLauncher
+    import sys
 
+    from disttest.clusters.preload_auto import LearnedPreload, project_dirs
+    from disttest.clusters.template import TemplateLauncher
+    from disttest.durations import durations_path
+
+    def note(text: str) -> None:
+        events.emit("warning", message=text)
+
+    # Read only when a template preloads "auto" (the setting or a class's attribute).
+    learned = LearnedPreload(lambda: durations_path(config), sys.executable,
+                             project_dirs(config), note)
     return TemplateLauncher(preload=config.preload, timeout=config.startup_timeout,
-                            note=lambda text: events.emit("warning", message=text))
+                            note=note, events=events, learned=learned)

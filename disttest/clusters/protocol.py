@@ -100,6 +100,8 @@ OPS = {
     "detach": (("ttl", "lock_paths", "record_path", "log_path", "call_timeout"), "None"),
     "attach": ((), "the node's pid"),
     "shutdown": ((), "None"),
+    "imports": (("project_dirs",), "sorted names of the modules the node imported since it "
+                "was ready that a node template may preload (agent_imports.preloadable)"),
 }
 
 

@@ -61,7 +61,12 @@ def supported() -> bool:
 
 
 class TemplateRefused(Exception):
-    """The template cannot fork nodes safely; the reason is the message."""
+    """The template cannot fork nodes safely; the reason is the message, ``module``
+    the preloaded module that made it so ("" when none did)."""
+
+    def __init__(self, reason: str, module: str = "") -> None:
+        super().__init__(reason)
+        self.module = module
 
 
 class Template:
@@ -91,7 +96,7 @@ class Template:
         if reply is None or "ready" not in reply:
             reason = reply["refused"] if reply else self._crash()
             self.close()
-            raise TemplateRefused(reason)
+            raise TemplateRefused(reason, reply.get("module", "") if reply else "")
 
     def _crash(self) -> str:
         self.errors.seek(0)
@@ -214,14 +219,24 @@ class ForkedPopen:
                 pass
 
 
+def key_preload(boot: dict, preload: tuple) -> tuple:
+    """The configured ``preload`` list and the node's class's, in that order."""
+    return preload + tuple(name for name in boot.get("template_preload", ())
+                           if name not in preload)
+
+
 class TemplateLauncher(LocalLauncher):
     """Forks local nodes from a preloaded template (see the module docstring)."""
 
     def __init__(self, executable: str | None = None, preload: tuple = (),
-                 note=None, timeout: float = 30.0) -> None:
+                 note=None, timeout: float = 30.0, learned=None, events=None) -> None:
         super().__init__(executable)
         self.preload = tuple(preload)
         self.note = note or (lambda text: None)
+        # preload = "auto": a preload_auto.LearnedPreload; ``events`` hears of each
+        # template started and of what the run learned.
+        self.learned = learned
+        self.events = events
         self.timeout = timeout
         self.templates: dict[tuple, Template | str] = {}
         self._lock = threading.Lock()
@@ -237,24 +252,60 @@ class TemplateLauncher(LocalLauncher):
             key: tuple = ("env", tuple(sorted(boot["env"].items())))
         else:
             reason = None
-            preload = self.preload + tuple(name for name in boot.get("template_preload", ())
-                                           if name not in self.preload)
+            preload = key_preload(boot, self.preload)
             key = (self.executable, boot["cwd"], tuple(boot["sys_path"]), preload,
                    tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith(_AT_START))))
         with self._lock:
             known = self.templates.get(key)
             if known is None:
                 if reason is None:
-                    try:
-                        known = Template(self.executable, boot["cwd"], boot["sys_path"],
-                                         self.environment(), key[3], self.timeout)
-                    except (TemplateRefused, OSError) as exc:
-                        reason = str(exc)
+                    known, reason = self._start(boot, key[3])
                 if reason is not None:
                     known = reason
                     self.note(f"node template refused, spawning these nodes instead: {reason}")
                 self.templates[key] = known
         return known if isinstance(known, Template) else None
+
+    def _start(self, boot: dict, preload: tuple) -> tuple[Template | None, str | None]:
+        """A template preloading ``preload`` (``auto`` expanded), or why there is none.
+
+        A learned module that makes the template refuse is dropped from the
+        learned list (see preload_auto.py) and the template started without it.
+        """
+        from disttest.clusters.preload_auto import AUTO
+
+        learned: frozenset = frozenset()
+        auto = AUTO in preload
+        if auto and self.learned is not None:
+            preload, learned = self.learned.expand(preload)
+        preload = tuple(m for m in preload if m != AUTO)
+        while True:
+            try:
+                template = Template(self.executable, boot["cwd"], boot["sys_path"],
+                                    self.environment(), preload, self.timeout)
+            except TemplateRefused as exc:
+                if exc.module not in learned:
+                    return None, str(exc)
+                self.learned.refuse(exc.module, str(exc))
+                self.note(f"preload = \"auto\": {exc.module} is no longer preloaded: {exc}")
+                preload = tuple(m for m in preload if m != exc.module)
+                learned = learned - {exc.module}
+                continue
+            except OSError as exc:
+                return None, str(exc)
+            if self.events is not None:
+                self.events.emit("template_started", pid=template.popen.pid,
+                                 modules=len(preload), learned=len(learned), auto=auto,
+                                 history=str(getattr(self.learned, "path", "") or ""))
+            return template, None
+
+    def learn_from(self, entry) -> None:
+        """Before ``entry``'s nodes stop: what they imported, when it uses ``auto``."""
+        from disttest.clusters.preload_auto import AUTO
+
+        if (self.learned is not None and not entry.simulated and not entry.hosts
+                and AUTO in self.preload + tuple(entry.preload)):
+            self.learned.learn(entry.nodes)
 
     def _create(self, boot: dict, log, env: dict[str, str]):
         template = self.template_for(boot, env)
@@ -281,3 +332,11 @@ class TemplateLauncher(LocalLauncher):
         for template in templates.values():
             if isinstance(template, Template):
                 template.close()
+        if self.learned is not None:
+            try:
+                saved = self.learned.save()
+            except Exception as exc:  # the history is a help, never a failure
+                self.note(f"preload = \"auto\": could not record what nodes imported: {exc}")
+            else:
+                if saved and saved[0] and self.events is not None:
+                    self.events.emit("preload_learned", added=saved[0], history=str(saved[1]))

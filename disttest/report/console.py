@@ -71,6 +71,8 @@ class ConsoleProgress:
                         transient=True)
         elif kind == "cluster_grown":
             self._write(f"cluster {e.cluster} grown to {e.size} nodes in {e.seconds:.2f}s")
+        elif kind in ("template_started", "preload_learned") and self.verbosity > 1:
+            self._write(template_line(e))
         elif kind == "cluster_stopped" and self.verbosity > 1:
             self._write(f"cluster {e.cluster} stopped in {e.seconds:.2f}s")
         elif kind == "cluster_retry":
@@ -126,6 +128,20 @@ class ConsoleProgress:
         self._seen_diagnoses.add(key)
         body = diagnosis.render("    ") if diagnosis else str(error)
         self._write(f"{headline}:\n{body}", "fail")
+
+
+def template_line(e: Event) -> str:
+    """What a node template preloaded, or what ``preload = "auto"`` learned."""
+    if e.kind == "preload_learned":
+        return (f'preload = "auto": this run\'s nodes imported {e.added} more module(s) to '
+                f"preload, recorded in {e.history}")
+    text = f"node template (pid {e.pid}) preloaded {e.modules} module(s)"
+    if not e.auto:
+        return text
+    if e.learned:
+        return text + (f', {e.learned} of them learned from earlier runs (preload = "auto", '
+                       f"{e.history})")
+    return text + ' (preload = "auto": nothing learned yet; this run\'s nodes teach it)'
 
 
 def slow_test_line(e: Event) -> str:
