@@ -189,7 +189,8 @@ SPECS: Dict[str, Tuple[Callable[[Any], Any], str, str]] = {
     "save_cluster_logs": (_OPTIONAL_PATH, _PATH, "Copy every node's log into this directory."),
     "state_dir": (_OPTIONAL_PATH, _PATH, "Where kept clusters are recorded."),
     "durations_file": (_OPTIONAL_PATH, _PATH,
-                       "Class durations for balancing shards (default: in state_dir)."),
+                       "The project's history: class durations for balancing shards, "
+                       "modules learned by preload = \"auto\" (default: in state_dir)."),
     "launcher": (_text(LAUNCHERS), "one of " + ", ".join(LAUNCHERS),
                  "How nodes start: local processes, or over ssh on hosts."),
     "hosts": (_hosts, 'a list of "[user@]host[:port]" (a comma-separated string in INI '
