@@ -121,8 +121,8 @@ class LearnedPreload:
         added, path), or None when there was nothing to write."""
         with self._lock:
             refused = {m: why for m, why in self.refused.items() if m not in self._saved}
-            if self._loaded is None or (not self.learned and not refused):
-                return None
+            if self.path is None or (not self.learned and not refused):
+                return None  # never read (no "auto"), no usable history, or nothing new
             learned = set(self.learned)
             self.learned.clear()
             self._saved.update(refused)
