@@ -127,15 +127,17 @@ class _Keeper:
                 break
             if pid in self.nodes:
                 code = -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
-                self.tell({"exit": pid, "code": code})
-                ended.append(self.nodes.pop(pid))
+                ended.append((pid, code, self.nodes.pop(pid)))
             self.kept.discard(pid)
         strays = self.end_strays()
-        for log in ended:
+        for pid, code, log in ended:
             if strays:
                 _write(log, f"[disttest.template] ended {len(strays)} process(es) this node "
                             f"left behind: {' '.join(map(str, sorted(strays)))}\n")
             os.close(log)
+            # With the node's exit, what it left: the controller reports those it
+            # did not end itself as leaks.
+            self.tell({"exit": pid, "code": code, "strays": strays})
 
     def end_strays(self) -> list[int]:
         """Kill every child that is not a node: what ended nodes left behind.
@@ -186,9 +188,11 @@ def _write(fd: int, text: str) -> None:
 
 
 def _become_node(sock: socket.socket, wake_r: int, wake_w: int, fds: list[int],
-                 env: dict, run_node, logs) -> None:
-    """In the child: the node's descriptors and environment, then the agent
-    (``logs``: the other nodes' logs, which the template holds)."""
+                 request: dict, run_node, logs, failed: int) -> None:
+    """In the child: the node's descriptors and environment, then the agent --
+    or, for a request with ``argv``, that program (a spawned node, which still
+    has the template above it). ``logs``: the other nodes' logs, which the
+    template holds; ``failed``: where a failed exec writes its error."""
     signal.set_wakeup_fd(-1)
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
@@ -201,9 +205,19 @@ def _become_node(sock: socket.socket, wake_r: int, wake_w: int, fds: list[int],
     for fd in fds:
         if fd > 2:
             os.close(fd)
-    os.environ.clear()
-    os.environ.update(env)
+    env = request["env"]
     try:
+        if "argv" in request:
+            try:
+                os.chdir(request["cwd"])
+                os.execvpe(request["argv"][0], request["argv"], env)
+            except OSError as exc:
+                os.write(failed, marshal.dumps({"error": exc.errno,
+                                                "filename": exc.filename or ""}))
+            return
+        os.close(failed)
+        os.environ.clear()
+        os.environ.update(env)
         run_node()
     finally:
         os._exit(1)
@@ -243,14 +257,23 @@ def serve(sock: socket.socket, run_node, controller_pid: int) -> None:
         if "keep" in request:
             keeper.keep(request["keep"])
             continue
+        failed_r, failed_w = os.pipe()  # both close on exec
         pid = os.fork()
         if pid == 0:
-            _become_node(sock, wake_r, wake_w, fds, request["env"], run_node,
-                         keeper.nodes.values())
-        keeper.nodes[pid] = os.dup(fds[2])  # the node's log
+            os.close(failed_r)
+            _become_node(sock, wake_r, wake_w, fds, request, run_node,
+                         keeper.nodes.values(), failed_w)
+        os.close(failed_w)
+        with os.fdopen(failed_r, "rb") as failure:
+            error = failure.read()  # end of file once the child runs (or execs)
+        if error:
+            os.waitpid(pid, 0)
+            keeper.tell(marshal.loads(error))
+        else:
+            keeper.nodes[pid] = os.dup(fds[2])  # the node's log
+            keeper.tell({"pid": pid})
         for fd in fds:
             os.close(fd)
-        _send(sock, {"pid": pid})
     # A controller that closed the socket has stopped its nodes already; one
     # that died gives them the grace a spawned node gets (containment).
     from disttest import containment

@@ -48,3 +48,10 @@ def describe(ports=("app",)) -> dict:
 
 def parent() -> int:
     return os.getppid()
+
+
+def interpreter_flag(name: str) -> int:
+    """One of ``sys.flags``: set at interpreter start (PYTHON* variables)."""
+    import sys
+
+    return getattr(sys.flags, name)

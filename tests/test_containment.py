@@ -93,9 +93,10 @@ class ForkedNodeEndsItsDescendants(NodeEndsItsDescendants):
     what a node that crashed by itself left behind."""
     node_start = "template"
 
-    def test_the_node_is_forked(self):
+    def test_the_node_is_made_by_the_template(self):
         self.assertNotEqual(parent_of(self.node.pid), os.getpid(),
                             "not a forked node: the template was refused")
+        self.assertEqual([e.message for e in self.events if e.kind == "warning"], [])
 
     def test_what_a_node_that_crashed_by_itself_left_is_ended(self):
         # Nobody asked the node to end: no snapshot of its tree was taken. What
@@ -127,6 +128,34 @@ class ForkedNodeEndsItsDescendants(NodeEndsItsDescendants):
         self.assertTrue(support.gone(template_pid), "the template did not end")
         self.assertTrue(self.node.alive, "the template ended a kept node")
         self.assertEqual(self.node.call(os.getpid), self.node.pid)
+
+
+class SpawnedNodeBelowTheTemplate(ForkedNodeEndsItsDescendants):
+    """A node the template cannot fork (its node_env sets a PYTHON* variable,
+    read at interpreter start) is a new interpreter, started by the template
+    so that it keeps what the node leaves as it keeps a forked node's."""
+    node_env = {"PYTHONHASHSEED": "7"}
+
+    def setUp(self):
+        self.pool = support.make_pool(node_start=self.node_start)
+        self.addCleanup(self.pool.shutdown)
+        self.events = []
+        self.pool.events.subscribe(self.events.append)
+        self.cluster = self.pool.acquire(Requirement(size=1, env=tuple(self.node_env.items())))
+        self.node = self.cluster.nodes[0]
+        self.escapees = self.node.call(start_escapees)
+        self.addCleanup(kill_quietly, self.escapees)
+
+    def test_the_node_is_made_by_the_template(self):
+        self.assertNotEqual(parent_of(self.node.pid), os.getpid())
+        expected = subprocess.run([sys.executable, "-c", "print(hash('disttest'))"],
+                                  env=dict(os.environ, PYTHONHASHSEED="7"),
+                                  capture_output=True, text=True, check=True).stdout.strip()
+        self.assertEqual(str(self.node.call(hash, "disttest")), expected,
+                         "PYTHONHASHSEED did not act: not a new interpreter")
+        self.assertEqual([e.message for e in self.events if e.kind == "warning"],
+                         ["node template refused, spawning these nodes instead: its node_env "
+                          "sets PYTHON* variables, read at interpreter start only"])
 
 
 RUNNER = textwrap.dedent("""

@@ -12,18 +12,21 @@ throughout; Linux only (``fork`` with ``SCM_RIGHTS``).
 from __future__ import annotations
 
 import os
+import shutil
 import re
 import subprocess
 import sys
+import tempfile
 import textwrap
 import unittest
+from pathlib import Path
 
 from disttest import containment
 from disttest.clusters import template
-from disttest.errors import ConfigError
+from disttest.errors import ClusterStartError, ConfigError
 from disttest.requirements import Requirement
 from tests import support
-from tests.template_nodefuncs import describe, parent
+from tests.template_nodefuncs import describe, interpreter_flag, parent
 
 SHAPE = Requirement(size=2, ports=("app", "raft"), env=(("TEMPLATE_TEST_MARK", "x y"),))
 
@@ -163,37 +166,61 @@ class RestartAndGrowth(unittest.TestCase):
 
 
 class Refused(unittest.TestCase):
-    """Preloading that is not safe to fork, or a configuration that is not: spawn."""
+    """Preloading that is not safe to fork, or a configuration that is not: a new
+    interpreter per node, started by a template that preloads nothing (it keeps
+    what the node leaves, as for a forked node: tests/test_containment.py)."""
 
-    def start(self, requirement=Requirement(size=1), **settings) -> tuple[list[str], list[int]]:
+    def start(self, requirement=Requirement(size=1), **settings):
         pool = support.make_pool(node_start="template", **settings)
         self.addCleanup(pool.shutdown)
         warnings = warnings_of(pool)
         cluster = pool.acquire(requirement)
-        self.assertEqual(template_pids(pool), set())
-        return warnings, [n.call(parent) for n in cluster.nodes]
+        [keeper] = template_pids(pool)
+        self.assertEqual({n.call(parent) for n in cluster.nodes}, {keeper},
+                         "the node was not started by the template")
+        return warnings, cluster.nodes
 
-    def assert_refused(self, words: str, **settings) -> None:
-        warnings, parents = self.start(**settings)
-        self.assertEqual(parents, [os.getpid()], "the node was not spawned")
+    def assert_refused(self, words: str, module: str, **settings) -> None:
+        warnings, [node] = self.start(**settings)
+        self.assertNotIn(module, node.call(sorted, sys.modules),
+                         "the node was forked from a template that preloaded it")
         self.assertEqual(len(warnings), 1, warnings)
         self.assertIn("node template refused, spawning these nodes instead", warnings[0])
         self.assertIn(words, warnings[0])
 
     def test_a_module_that_starts_a_thread_at_import(self):
-        self.assert_refused("started threads (started-at-import)",
+        self.assert_refused("started threads (started-at-import)", "tests.template_preload_thread",
                             preload=("tests.template_preload_thread",))
 
     def test_a_module_that_opens_a_socket_at_import(self):
-        self.assert_refused("left descriptors open", preload=("tests.template_preload_socket",))
+        self.assert_refused("left descriptors open", "tests.template_preload_socket",
+                            preload=("tests.template_preload_socket",))
 
     def test_a_module_that_cannot_be_imported(self):
         self.assert_refused("cannot preload no_such_module_here: ModuleNotFoundError",
-                            preload=("no_such_module_here",))
+                            "no_such_module_here", preload=("no_such_module_here",))
+
+    def test_a_command_that_cannot_be_run_is_diagnosed_as_a_spawn_would_be(self):
+        # A node in a network namespace runs a command of its own (ip netns exec,
+        # nsenter): the template runs it, and reports a failed exec as Popen does.
+        pool = support.make_pool(node_start="template")
+        self.addCleanup(pool.shutdown)
+        node = pool.acquire(Requirement(size=1)).nodes[0]
+        boot = dict(node.boot, exec_prefix=["/nonexistent/tool", "--"])
+        log = Path(tempfile.mkdtemp(prefix="disttest-tests-")) / "node.log"
+        self.addCleanup(shutil.rmtree, log.parent)
+        with self.assertRaises(ClusterStartError) as caught:
+            pool.launchers[False].start([boot], [log], 10.0)
+        d = caught.exception.diagnosis
+        self.assertEqual(d.kind, "spawn-executable")
+        self.assertIn("the program '/nonexistent/tool' cannot be executed "
+                      "(No such file or directory)", d.cause)
+        self.assertEqual(template_pids(pool), {node.call(parent)}, "the template ended")
 
     def test_python_variables_in_node_env(self):
-        warnings, parents = self.start(Requirement(size=2, env=(("PYTHONDONTWRITEBYTECODE", "1"),)))
-        self.assertEqual(parents, [os.getpid()] * 2)
+        warnings, nodes = self.start(Requirement(size=2, env=(("PYTHONHASHSEED", "0"),)))
+        # Read at interpreter start: it acts only in a new interpreter.
+        self.assertEqual([n.call(interpreter_flag, "hash_randomization") for n in nodes], [0, 0])
         self.assertEqual(len(warnings), 1, warnings)
         self.assertIn("PYTHON* variables", warnings[0])
 

@@ -102,6 +102,13 @@ class Process:
         if keep is not None:
             keep()
 
+    def left_behind(self) -> list[int]:
+        """Processes the ended node left that its template killed (a node made
+        by a template: disttest/clusters/template.py); others are not killed
+        for it."""
+        left = getattr(self.popen, "left_behind", None)  # ForkedPopen's
+        return left() if left is not None else []
+
     def close_stdin(self) -> None:
         """Tell the node to stop: the stop word, then end of file."""
         try:
@@ -236,6 +243,10 @@ class LocalLauncher(ReadyLines):
     def command(self) -> list[str]:
         return [self.executable, "-c", AGENT_CODE]
 
+    def command_of(self, boot: dict) -> list[str]:
+        """The command line of the node ``boot`` describes."""
+        return list(boot.get("exec_prefix", ())) + self.command()
+
     def environment(self) -> dict[str, str]:
         env = dict(os.environ)
         env["PYTHONUNBUFFERED"] = "1"  # node output reaches its log as it happens
@@ -282,7 +293,7 @@ class LocalLauncher(ReadyLines):
         """The node's process (a ``subprocess.Popen``), its stderr on ``log``."""
         # A network mode may run the node inside something (netns:
         # ``ip netns exec <namespace>``); the agent never reads it.
-        return spawner.popen(list(boot.get("exec_prefix", ())) + self.command(),
+        return spawner.popen(self.command_of(boot),
                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
                              cwd=boot["cwd"], env=env, start_new_session=True)
 

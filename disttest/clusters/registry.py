@@ -334,6 +334,10 @@ class AdoptedProcess:
     def outlive_controller(self) -> None:
         """Kept again: it already outlives every controller."""
 
+    def left_behind(self) -> list[int]:
+        """Nothing is killed for it by a template."""
+        return []
+
     def close_stdin(self) -> None:
         self.signal(signal.SIGTERM)
 

@@ -44,7 +44,11 @@ def stop_entries(pool, entries: list) -> None:
         for node in entry.nodes:  # every node was asked already: they end together
             node.stop_process(pool.config.cleanup_timeout)
         coverage_support.combine_node_data(entry.id)  # when the run is measured
-        leftovers = resources.alive(children[entry.id])
+        # Still running, or killed by the template the nodes were made by.
+        killed = {pid for node in entry.nodes if node.process is not None
+                  for pid in node.process.left_behind()}
+        leftovers = sorted(set(resources.alive(children[entry.id]))
+                           | (killed & set(children[entry.id])))
         if leftovers:
             resources.kill_all(leftovers)
             pool.events.emit("leak", cluster=entry.id, what="process", pids=leftovers,

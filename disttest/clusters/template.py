@@ -24,10 +24,15 @@ ends it gives its nodes the grace period, then kills what is left
 Refused, and spawned instead, with a one-line warning per configuration:
 a template whose preloading failed, started a thread or left a descriptor
 open; nodes whose ``node_env`` sets ``PYTHON*`` variables (they act at
-interpreter start only). Spawned without a word, as they always were:
-nodes run inside a network mode's prefix (netns, userns), nodes whose
-environment exceeds 64 KiB or whose working directory is gone (the spawn
-reports E2BIG or the missing directory as before), and every node on
+interpreter start only). Spawned without a word: nodes run inside a network
+mode's prefix (netns, userns). A spawned node is still made by a template
+(``TemplateLauncher._keeper``: the one running, or one that preloads
+nothing), which runs the node's command in the child instead of the agent,
+so the template keeps what that node leaves too; a failed exec is reported
+as ``subprocess.Popen`` reports it. Spawned by the controller itself, as
+with ``node_start = "spawn"``: nodes whose environment exceeds 64 KiB or
+whose working directory is gone (the spawn reports E2BIG or the missing
+directory as before), nodes whose template cannot start, and every node on
 systems without ``fork`` or ``SCM_RIGHTS``.
 """
 from __future__ import annotations
@@ -76,6 +81,7 @@ class Template:
                  preload: tuple, timeout: float) -> None:
         self.lock = threading.Lock()
         self.exits: dict[int, int] = {}
+        self.strays: dict[int, list[int]] = {}  # what each ended node left, killed by the template
         self.gone = False
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self.sock = ours
@@ -118,14 +124,21 @@ class Template:
         message = marshal.loads(data)
         if "exit" in message:
             self.exits[message["exit"]] = message["code"]
+            self.strays[message["exit"]] = message["strays"]
         return message
 
-    def fork(self, fds: list[int], env: dict, timeout: float) -> int:
-        """A new node process on ``fds`` (stdin, stdout, stderr); its pid."""
+    def fork(self, fds: list[int], env: dict, timeout: float,
+             argv: list[str] | None = None, cwd: str | None = None) -> int:
+        """A new node process on ``fds`` (stdin, stdout, stderr); its pid.
+
+        Forked from the template, or with ``argv``, running that program in
+        ``cwd`` (a spawned node whose parent is the template). An OSError
+        names what could not be run, as ``subprocess.Popen``'s would."""
+        request = {"env": env} if argv is None else {"env": env, "argv": argv, "cwd": cwd}
         with self.lock:
             if self.gone:
                 raise OSError("the node template has ended")
-            self.sock.sendmsg([marshal.dumps({"env": env})],
+            self.sock.sendmsg([marshal.dumps(request)],
                               [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
                                 memoryview(bytes().join(fd.to_bytes(4, sys.byteorder,
                                                                      signed=True)
@@ -137,6 +150,9 @@ class Template:
                     raise OSError("the node template did not fork the node")
                 if "pid" in message:
                     return message["pid"]
+                if "error" in message:
+                    code = message["error"]
+                    raise OSError(code, os.strerror(code), message["filename"] or None)
 
     def keep(self, pid: int) -> None:
         """``pid`` is kept (it outlives the controller): the template leaves it running."""
@@ -185,7 +201,8 @@ class Template:
 
 
 class ForkedPopen:
-    """The part of ``subprocess.Popen`` a node's Process uses, for a forked node."""
+    """The part of ``subprocess.Popen`` a node's Process uses, for a node its
+    template made (forked, or running the node's command)."""
 
     def __init__(self, template: Template, pid: int, stdin, stdout) -> None:
         self.template = template
@@ -210,6 +227,10 @@ class ForkedPopen:
     def outlive_controller(self) -> None:
         """The node is kept: its template must not end it with the controller."""
         self.template.keep(self.pid)
+
+    def left_behind(self) -> list[int]:
+        """Processes the ended node left, which its template killed."""
+        return list(self.template.strays.get(self.pid, ()))
 
     def kill(self) -> None:
         if self.poll() is None:
@@ -241,12 +262,16 @@ class TemplateLauncher(LocalLauncher):
         self.templates: dict[tuple, Template | str] = {}
         self._lock = threading.Lock()
 
-    def template_for(self, boot: dict, env: dict) -> Template | None:
-        """The template that forks this node, or None (with a note) to spawn it."""
-        if boot.get("exec_prefix") or not supported() or not os.path.isdir(boot["cwd"]):
-            return None  # spawned: run in a namespace, or the spawn says what is wrong
+    def template_for(self, boot: dict, env: dict) -> tuple[Template | None, bool]:
+        """The template that makes this node, and whether it forks it (else it
+        runs the node's command: a spawned node, kept by the template); None
+        (with a note) to spawn it here."""
+        if not supported() or not os.path.isdir(boot["cwd"]):
+            return None, False  # the spawn says what is wrong
         if sum(len(k) + len(v) + 2 for k, v in env.items()) > _LARGE_ENVIRONMENT:
-            return None  # one request's size; the system may refuse it to exec too (E2BIG)
+            return None, False  # one request's size; the system may refuse it to exec too (E2BIG)
+        if boot.get("exec_prefix"):
+            return self._keeper(boot), False  # run in a namespace: a command of its own
         if any(name.startswith("PYTHON") for name in boot.get("env", {})):
             reason = "its node_env sets PYTHON* variables, read at interpreter start only"
             key: tuple = ("env", tuple(sorted(boot["env"].items())))
@@ -264,7 +289,26 @@ class TemplateLauncher(LocalLauncher):
                     known = reason
                     self.note(f"node template refused, spawning these nodes instead: {reason}")
                 self.templates[key] = known
-        return known if isinstance(known, Template) else None
+        if isinstance(known, Template):
+            return known, True
+        return self._keeper(boot), False
+
+    def _keeper(self, boot: dict) -> Template | None:
+        """A template to run spawned nodes' commands: any running one, else one
+        that preloads nothing; None when none can start (they are spawned here)."""
+        with self._lock:
+            running = [t for t in self.templates.values() if isinstance(t, Template) and not t.gone]
+            if running:
+                return running[0]
+            if ("keeper",) not in self.templates:
+                try:
+                    self.templates[("keeper",)] = Template(
+                        self.executable, boot["cwd"], boot["sys_path"], self.environment(), (),
+                        self.timeout)
+                except (TemplateRefused, OSError) as exc:
+                    self.templates[("keeper",)] = str(exc)
+            keeper = self.templates[("keeper",)]
+        return keeper if isinstance(keeper, Template) else None
 
     def _start(self, boot: dict, preload: tuple) -> tuple[Template | None, str | None]:
         """A template preloading ``preload`` (``auto`` expanded), or why there is none.
@@ -308,13 +352,17 @@ class TemplateLauncher(LocalLauncher):
             self.learned.learn(entry.nodes)
 
     def _create(self, boot: dict, log, env: dict[str, str]):
-        template = self.template_for(boot, env)
+        template, forks = self.template_for(boot, env)
         if template is None:
             return super()._create(boot, log, env)
         stdin_r, stdin_w = os.pipe()
         stdout_r, stdout_w = os.pipe()
         try:
-            pid = template.fork([stdin_r, stdout_w, log.fileno()], env, self.timeout)
+            if forks:
+                pid = template.fork([stdin_r, stdout_w, log.fileno()], env, self.timeout)
+            else:
+                pid = template.fork([stdin_r, stdout_w, log.fileno()], env, self.timeout,
+                                    argv=self.command_of(boot), cwd=boot["cwd"])
         except BaseException:
             for fd in (stdin_r, stdin_w, stdout_r, stdout_w):
                 os.close(fd)
