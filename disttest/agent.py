@@ -116,7 +116,7 @@ class Agent:
         try:
             conn.settimeout(10)
             channel = protocol.serve_handshake(conn, self.key)
-            conn.settimeout(None)
+            channel.settimeout(None)
         except (OSError, EOFError, protocol.AuthenticationError) as exc:
             _log(f"refused a connection: {exc}")
             conn.close()

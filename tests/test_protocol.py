@@ -232,6 +232,38 @@ class ChannelTests(unittest.TestCase):
         outcome = tampered(lambda frames: [struct.pack("!I", 4) + b"ping"])
         self.assertIsInstance(outcome, protocol.AuthenticationError)
 
+    def test_frames_are_read_one_by_one_however_the_bytes_arrive(self):
+        # A channel reads what the socket has, past the frame it needs: the rest
+        # is the start of the next frame, whether several frames came in one
+        # segment or one frame (or its header) in several.
+        payloads = [b"", b"x", b"yz" * 100, os.urandom(65535), os.urandom(1 << 20), b"end"]
+        a, b = socket.socketpair()
+        with a, b:
+            b.settimeout(10)  # a frame lost in a buffer fails the test, never hangs it
+            sender = protocol.Channel(a, KEY, client=True)
+            receiver = protocol.Channel(b, KEY, client=False)
+            frames = []
+
+            class Capture:
+                def sendall(self, data):
+                    frames.append(data)
+
+            sender.sock = Capture()
+            for payload in payloads:
+                sender.send(payload)
+            stream = b"".join(frames)
+            pieces = [stream[:2], stream[2:7]]  # a header in two pieces, then more
+            position, size = 7, 1
+            while position < len(stream):
+                pieces.append(stream[position:position + size])
+                position, size = position + size, size * 3
+            writer = threading.Thread(target=lambda: [a.sendall(p) for p in pieces])
+            writer.start()
+            try:
+                self.assertEqual([receiver.recv() for _ in payloads], payloads)
+            finally:
+                writer.join()
+
     def test_a_frame_is_not_valid_in_the_other_direction(self):
         def server(sock):
             channel = protocol.serve_handshake(sock, KEY)

@@ -184,6 +184,7 @@ _AUTH_LIMIT = 256
 
 
 _TAG_SIZE = 16  # HMAC-SHA256 truncated to 128 bits (RFC 2104 section 5)
+_READ_SIZE = 65536  # what one recv() of a channel asks for
 
 
 class Channel:
@@ -193,7 +194,8 @@ class Channel:
     Not thread-safe: one request at a time per connection, as both sides use it.
     """
 
-    __slots__ = ("sock", "_inner", "_outer", "_send_label", "_recv_label", "_sent", "_received")
+    __slots__ = ("sock", "_inner", "_outer", "_send_label", "_recv_label", "_sent", "_received",
+                 "_pending", "_timeout")
 
     def __init__(self, sock: socket.socket, session_key: bytes, client: bool) -> None:
         self.sock = sock
@@ -204,6 +206,8 @@ class Channel:
         self._outer = _sha256(key.translate(_OPAD))
         self._send_label, self._recv_label = (b"c", b"s") if client else (b"s", b"c")
         self._sent = self._received = 0
+        self._pending = b""  # bytes received past the last frame: the next one's start
+        self._timeout = sock.gettimeout()
 
     def _tag(self, label: bytes, number: int, payload) -> bytes:
         inner = self._inner.copy()
@@ -225,8 +229,22 @@ class Channel:
             self.sock.sendall(tag)
 
     def recv(self, limit: int = MAX_FRAME) -> bytes:
-        frame = recv_frame(self.sock, limit + _TAG_SIZE)
-        if len(frame) < _TAG_SIZE:
+        # One recv() for a small frame, header and all (with a timeout, each recv()
+        # is a poll() and a read): what comes after the frame is kept for the next.
+        data = self._pending or self._read()
+        while len(data) < _HEADER.size:
+            data += self._read()
+        (size,) = _HEADER.unpack_from(data)
+        if size > limit + _TAG_SIZE:
+            raise ConnectionError(f"frame of {size} bytes exceeds the limit of "
+                                  f"{limit + _TAG_SIZE}")
+        end = _HEADER.size + size
+        if len(data) >= end:
+            frame, self._pending = data[_HEADER.size:end], data[end:]
+        else:  # a large frame: the rest in one buffer of its size
+            self._pending = b""
+            frame = data[_HEADER.size:] + recv_exact(self.sock, end - len(data))
+        if size < _TAG_SIZE:
             raise AuthenticationError("a frame too short to carry its MAC")
         payload = frame[:-_TAG_SIZE]
         if not compare_digest(frame[-_TAG_SIZE:],
@@ -236,8 +254,16 @@ class Channel:
         self._received += 1
         return payload
 
+    def _read(self) -> bytes:
+        data = self.sock.recv(_READ_SIZE)
+        if not data:
+            raise EOFError("connection closed by peer")
+        return data
+
     def settimeout(self, timeout: float | None) -> None:
-        self.sock.settimeout(timeout)
+        if timeout != self._timeout:  # setting it costs a system call, even unchanged
+            self.sock.settimeout(timeout)
+            self._timeout = timeout
 
     def close(self) -> None:
         self.sock.close()

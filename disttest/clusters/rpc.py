@@ -75,11 +75,16 @@ class NodeRPC:
         """Send a request on a borrowed connection; ``_receive`` reads the reply."""
         __tracebackhide__ = True
         timeout = self.call_timeout if timeout is None else timeout
-        deadline = None if timeout is None else time.monotonic() + timeout
+        began = time.monotonic()
         conn = self._connection(what, timeout)
         try:
-            # Opening a connection may have used part of the time.
-            conn.settimeout(None if deadline is None else max(0.001, deadline - time.monotonic()))
+            if timeout is not None:
+                # Opening a connection may have used part of the time. (A borrowed one
+                # keeps the timeout it had: setting a socket's timeout is a system call.)
+                spent = time.monotonic() - began
+                conn.settimeout(timeout if spent < 0.001 else max(0.001, timeout - spent))
+            else:
+                conn.settimeout(None)
             conn.send(payload)
         except BaseException as exc:
             raise self._failed(conn, what, timeout, exc) from None
