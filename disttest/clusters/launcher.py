@@ -14,6 +14,7 @@ import selectors
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -69,6 +70,7 @@ class Process:
         self.log_path = log_path
         self.control_port: int | None = None
         self.measured = False  # by coverage.py: saves its data when asked (coverage_save)
+        self.let_go = False  # kept: it outlives this process (outlive_controller)
 
     @property
     def pid(self) -> int:
@@ -101,6 +103,13 @@ class Process:
         keep = getattr(self.popen, "outlive_controller", None)  # ForkedPopen's
         if keep is not None:
             keep()
+        elif not self.let_go:
+            # Our child until we exit: a thread waits for it, so that if it ends
+            # first it leaves no zombie, and its Popen is never dropped unwaited
+            # (which warns "subprocess N is still running" while it runs on).
+            self.let_go = True
+            threading.Thread(target=self.popen.wait, name=f"disttest-kept-{self.pid}",
+                             daemon=True).start()
 
     def left_behind(self) -> list[int]:
         """Processes the ended node left that its template killed (a node made
