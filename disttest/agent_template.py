@@ -5,7 +5,7 @@ command line, interpreter, environment and working directory a spawned node
 would get:
 
 1. the agent reads the bootstrap from stdin; one with ``template`` set
-   (``sys_path``, ``preload``, ``controller_pid``, ``control_fd``) makes the
+   (``sys_path``, ``preload``, ``optional``, ``controller_pid``, ``control_fd``) makes the
    process this template;
 2. become the subreaper of the nodes and of what they start, ask the kernel
    for ``DEATH_SIGNAL`` when its controller ends, import the agent and the
@@ -62,9 +62,12 @@ def _open_descriptors(keep: set[int]) -> list[str]:
     return found
 
 
-def _preload(modules: list[str], control_fd: int) -> tuple[str, str] | None:
+def _preload(modules: list[str], optional: set[str], control_fd: int,
+             skipped: dict[str, str]) -> tuple[str, str] | None:
     """Import the agent and ``modules``: None, or why the template cannot fork
-    safely and which module it was ("" for the agent's own imports)."""
+    safely and which module it was ("" for the agent's own imports). An
+    ``optional`` module (learned by ``preload = "auto"``) that fails to import
+    is left out, with the reason in ``skipped``, instead of refusing."""
     import importlib
     import threading
 
@@ -81,7 +84,10 @@ def _preload(modules: list[str], control_fd: int) -> tuple[str, str] | None:
             try:
                 importlib.import_module(name)
             except BaseException as exc:  # an import error is a refusal, not a crash
-                return f"cannot preload {name}: {type(exc).__name__}: {exc}", name
+                reason = f"cannot preload {name}: {type(exc).__name__}: {exc}"
+                if name not in optional:
+                    return reason, name
+                skipped[name] = reason
         if threading.active_count() != 1:
             names = ", ".join(t.name for t in threading.enumerate()
                               if t is not threading.main_thread())
@@ -294,10 +300,11 @@ def main(boot: dict, run_node) -> None:
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)
     os.close(devnull)
-    refusal = (problem, "") if problem else _preload(list(boot.get("preload", ())),
-                                                     boot["control_fd"])
+    skipped: dict[str, str] = {}
+    refusal = (problem, "") if problem else _preload(
+        list(boot.get("preload", ())), set(boot.get("optional", ())), boot["control_fd"], skipped)
     _send(sock, {"refused": refusal[0], "module": refusal[1]} if refusal
-          else {"ready": os.getpid()})
+          else {"ready": os.getpid(), "skipped": skipped})
     if refusal:
         sys.exit(0)
     # What is loaded now stays out of the collector's passes, in the template and

@@ -288,7 +288,7 @@ class NodeReport(unittest.TestCase):
 class LearnedButRefused(unittest.TestCase):
     """A pool drops learned modules its template refuses, and says so once each."""
 
-    def test_modules_that_fail_or_start_a_thread_are_dropped_and_remembered(self):
+    def test_modules_that_fail_or_start_a_thread_are_dropped(self):
         with tempfile.TemporaryDirectory(prefix="disttest-preload-refused-") as tmp:
             path = Path(tmp, "history.json")
             learned = ["no_such_module_here", "tests.template_preload_thread", "xml.dom.minidom"]
@@ -309,16 +309,39 @@ class LearnedButRefused(unittest.TestCase):
             finally:
                 pool.shutdown()
             self.assertEqual(len(warnings), 2, warnings)
-            self.assertIn("no_such_module_here is no longer preloaded: cannot preload "
-                          "no_such_module_here: ModuleNotFoundError", warnings[0])
-            self.assertIn("tests.template_preload_thread is no longer preloaded: preloading "
-                          "tests.template_preload_thread started threads", warnings[1])
+            self.assertIn('preload = "auto": tests.template_preload_thread is no longer '
+                          "preloaded: preloading tests.template_preload_thread started threads",
+                          warnings[0])
+            self.assertIn('preload = "auto": 1 learned module(s) no longer import and are '
+                          "forgotten: no_such_module_here (cannot preload no_such_module_here: "
+                          "ModuleNotFoundError", warnings[1])
             self.assertEqual([(s["modules"], s["learned"], s["auto"]) for s in started],
                              [(1, 1, True)])
             entry = json.loads(path.read_text())["preload"][sys.executable]
-            self.assertEqual(sorted(entry["refused"]), learned[:2])
+            # Refused for good: the thread. Forgotten (learned again if imported again):
+            # the module that is gone.
+            self.assertEqual(list(entry["refused"]), ["tests.template_preload_thread"])
             self.assertIn("xml.dom.minidom", entry["modules"])
             self.assertNotIn("no_such_module_here", entry["modules"])
+            self.assertNotIn("tests.template_preload_thread", entry["modules"])
+
+    def test_a_listed_module_that_does_not_import_still_refuses_the_template(self):
+        with tempfile.TemporaryDirectory(prefix="disttest-preload-refused-") as tmp:
+            path = Path(tmp, "history.json")
+            path.write_text(json.dumps({"preload": {sys.executable: {"modules": ["json"]}}}))
+            pool = support.make_pool(node_start="template", preload=("auto", "no_such_module"),
+                                     durations_file=str(path))
+            warnings: list[str] = []
+            pool.events.subscribe(lambda e: warnings.append(e.message)
+                                  if e.kind == "warning" else None)
+            try:
+                cluster = pool.acquire(Requirement(size=1))
+                self.assertEqual([n.call(parent) for n in cluster.nodes], [os.getpid()])
+            finally:
+                pool.shutdown()
+            self.assertEqual(len(warnings), 1, warnings)
+            self.assertIn("node template refused, spawning these nodes instead: cannot preload "
+                          "no_such_module: ModuleNotFoundError", warnings[0])
 
 
 if __name__ == "__main__":

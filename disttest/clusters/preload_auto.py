@@ -15,11 +15,13 @@ one entry per interpreter::
   adds them to the entry when the pool shuts down. The list only grows, and
   is kept short by dropping a package that a submodule also names (importing
   ``a.b`` imports ``a``).
-* Forgetting: a learned module the template refuses -- it does not import,
-  or starts a thread, or leaves a descriptor open -- is moved to
-  ``refused`` with the reason, is never learned again, and the template is
-  started again without it at once: neither this run nor a later one falls
-  back to spawning for it. Modules named in the list itself are the user's
+* Forgetting: a learned module that starts a thread or leaves a
+  descriptor open in the template is moved to ``refused`` with the reason,
+  is never learned again, and the template is started again without it at
+  once: neither this run nor a later one falls back to spawning for it. A
+  learned module that no longer imports (uninstalled, renamed) is left out
+  by the template itself and dropped from the list; it is learned again if
+  nodes import it again. Modules named in the list itself are the user's
   choice and are never dropped.
 * Each run reads the entry once (a file of the wrong shape is set aside by
   the durations reader, never a crash), so every template of a run preloads
@@ -67,6 +69,7 @@ class LearnedPreload:
         self.learned: set[str] = set()        # reported by this run's nodes
         self.refused: dict[str, str] = {}     # refused by this run's templates
         self._saved: set[str] = set()         # of those, the ones in the history now
+        self.forgotten: set[str] = set()      # learned modules that no longer import
         self.path = None
 
     def _load(self) -> tuple[list[str], dict[str, str]]:
@@ -87,7 +90,8 @@ class LearnedPreload:
         """The learned list, less what was refused (this run's read of the history)."""
         with self._lock:
             modules, refused = self._load()
-            return [m for m in modules if m not in refused and m not in self.refused]
+            return [m for m in modules if m not in refused and m not in self.refused
+                    and m not in self.forgotten]
 
     def expand(self, preload: tuple[str, ...]) -> tuple[tuple[str, ...], frozenset[str]]:
         """``preload`` with ``auto`` replaced by the learned list: (modules, learned ones)."""
@@ -96,8 +100,14 @@ class LearnedPreload:
         return named + learned, frozenset(learned)
 
     def refuse(self, module: str, reason: str) -> None:
+        """``module`` started a thread or left a descriptor open: never preload it again."""
         with self._lock:
             self.refused[module] = reason
+
+    def forget(self, modules) -> None:
+        """``modules`` no longer import: out of the list, learned again if nodes import them."""
+        with self._lock:
+            self.forgotten.update(modules)
 
     def learn(self, nodes: Iterable) -> None:
         """Ask each live, running node what it imported (a node that cannot say is skipped)."""
@@ -121,9 +131,9 @@ class LearnedPreload:
         added, path), or None when there was nothing to write."""
         with self._lock:
             refused = {m: why for m, why in self.refused.items() if m not in self._saved}
-            if self.path is None or (not self.learned and not refused):
+            if self.path is None or (not self.learned and not refused and not self.forgotten):
                 return None  # never read (no "auto"), no usable history, or nothing new
-            learned = set(self.learned)
+            learned, forgotten = set(self.learned), self.forgotten - self.learned
             self.learned.clear()
             self._saved.update(refused)
         from disttest.durations import update_durations
@@ -135,7 +145,7 @@ class LearnedPreload:
             known = dict(entry.get("refused", {}))
             known.update(refused)
             before = set(entry.get("modules", []))
-            modules = leaves((before | learned) - set(known))[:MAX_MODULES]
+            modules = leaves(((before - forgotten) | learned) - set(known))[:MAX_MODULES]
             added.extend(set(modules) - before)
             entry["modules"], entry["refused"] = modules, dict(sorted(known.items()))
 

@@ -78,7 +78,7 @@ class Template:
     """One template process and its control socket (controller side)."""
 
     def __init__(self, executable: str, cwd: str, sys_path: list, env: dict,
-                 preload: tuple, timeout: float) -> None:
+                 preload: tuple, timeout: float, optional: frozenset = frozenset()) -> None:
         self.lock = threading.Lock()
         self.exits: dict[int, int] = {}
         self.strays: dict[int, list[int]] = {}  # what each ended node left, killed by the template
@@ -94,7 +94,10 @@ class Template:
                 pass_fds=[theirs.fileno()], start_new_session=True)
         finally:
             theirs.close()
-        write_bootstrap(self.popen.stdin, {"template": True, "sys_path": sys_path, "preload": list(preload),
+        # optional: modules (learned ones) left out, not refused, when they fail to import
+        self.skipped: dict[str, str] = {}
+        write_bootstrap(self.popen.stdin, {"template": True, "sys_path": sys_path,
+                                           "preload": list(preload), "optional": list(optional),
                                            "controller_pid": os.getpid(),
                                            "control_fd": control_fd})
         self.popen.stdin.close()
@@ -103,6 +106,7 @@ class Template:
             reason = reply["refused"] if reply else self._crash()
             self.close()
             raise TemplateRefused(reason, reply.get("module", "") if reply else "")
+        self.skipped = dict(reply.get("skipped", {}))
 
     def _crash(self) -> str:
         self.errors.seek(0)
@@ -326,7 +330,7 @@ class TemplateLauncher(LocalLauncher):
         while True:
             try:
                 template = Template(self.executable, boot["cwd"], boot["sys_path"],
-                                    self.environment(), preload, self.timeout)
+                                    self.environment(), preload, self.timeout, learned)
             except TemplateRefused as exc:
                 if exc.module not in learned:
                     return None, str(exc)
@@ -337,6 +341,14 @@ class TemplateLauncher(LocalLauncher):
                 continue
             except OSError as exc:
                 return None, str(exc)
+            if template.skipped:
+                self.learned.forget(template.skipped)
+                first = next(iter(template.skipped.values()))
+                self.note(f"preload = \"auto\": {len(template.skipped)} learned module(s) no "
+                          f"longer import and are forgotten: {', '.join(template.skipped)} "
+                          f"({first}{', ...' if len(template.skipped) > 1 else ''})")
+                preload = tuple(m for m in preload if m not in template.skipped)
+                learned = learned - set(template.skipped)
             if self.events is not None:
                 self.events.emit("template_started", pid=template.popen.pid,
                                  modules=len(preload), learned=len(learned), auto=auto,
