@@ -285,6 +285,46 @@ class NodeReport(unittest.TestCase):
         self.assertIn("tests.template_preload_socket", node.imports([]))
 
 
+def import_minidom() -> None:
+    import xml.dom.minidom  # noqa: F401
+
+
+class Learning(unittest.TestCase):
+    """A pool learns from its nodes when their cluster stops, and only with auto."""
+
+    def test_running_nodes_teach_and_a_paused_one_does_not_stop_them(self):
+        with tempfile.TemporaryDirectory(prefix="disttest-preload-learn-") as tmp:
+            path = Path(tmp, "history.json")
+            pool = support.make_pool(node_start="template", preload=("auto",),
+                                     durations_file=str(path))
+            learned: list = []
+            pool.events.subscribe(lambda e: learned.append(e.data)
+                                  if e.kind == "preload_learned" else None)
+            try:
+                first, second = pool.acquire(Requirement(size=2)).nodes
+                first.call(import_minidom)
+                second.pause()  # it cannot answer: skipped (asked, it would time out)
+            finally:
+                pool.shutdown()
+            entry = json.loads(path.read_text())["preload"][sys.executable]
+            self.assertIn("xml.dom.minidom", entry["modules"])
+            self.assertEqual(entry["refused"], {})
+            [event] = learned
+            self.assertEqual(event["history"], str(path))
+            self.assertEqual(event["added"], len(entry["modules"]))
+
+    def test_a_pool_without_auto_writes_nothing(self):
+        with tempfile.TemporaryDirectory(prefix="disttest-preload-learn-") as tmp:
+            path = Path(tmp, "history.json")
+            pool = support.make_pool(node_start="template", preload=("json",),
+                                     durations_file=str(path))
+            try:
+                pool.acquire(Requirement(size=1)).nodes[0].call(import_minidom)
+            finally:
+                pool.shutdown()
+            self.assertFalse(path.exists())
+
+
 class LearnedButRefused(unittest.TestCase):
     """A pool drops learned modules its template refuses, and says so once each."""
 
