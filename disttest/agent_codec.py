@@ -62,7 +62,13 @@ def _load_controller_main() -> None:
 
 def loads(data: bytes):
     """A request, unpickled as the node sees the controller's objects."""
-    return load_pickle().NodeUnpickler(io.BytesIO(data)).load()
+    pickle = load_pickle()
+    # NodeUnpickler differs only for a name of module __main__ while the controller's
+    # is still to be loaded; pickle spells module names out, so a request without
+    # those bytes takes the C unpickler alone (the common case, a few µs less a call).
+    if _main_loaded or not main_path or b"__main__" not in data:
+        return pickle.loads(data)
+    return pickle.NodeUnpickler(io.BytesIO(data)).load()
 
 
 def describe(exc: BaseException, unpicklable=None) -> tuple:
