@@ -15,7 +15,9 @@ every frame (``protocol.Channel``: a MAC bound to the session, direction and
 sequence number) adds to one ``node.call`` round trip -- the request's MAC
 made and checked, the reply's MAC made and checked, on this call's real
 frames -- and gives its share of the ``node.call`` time (target ≤ 10 %).
-For information it also times
+It also prints the CPU time each side (this process, the node) spends per
+``node.call``, which other processes on the machine disturb less than the
+wall time. For information it also times
 ``node.ping()``, ``node.submit(noop).result()`` and ``cluster.call_all(noop)``
 on 3 nodes. Run from the repository root:
 
@@ -77,12 +79,30 @@ def batch_raw(conn, calls: int) -> float:
     return (time.perf_counter() - started) / calls
 
 
-def batch_call(node, calls: int) -> float:
+def process_cpu(pid: int) -> float | None:
+    """CPU seconds (user + system) process ``pid`` has used (Linux), else None."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def batch_call(node, calls: int, cpu: dict) -> float:
+    """Per-call wall time; appends each side's CPU time per call to ``cpu``
+    (the node's is counted in clock ticks: summed over the batches, it is exact)."""
     call = node.call
+    node_before, own_before = process_cpu(node.pid), time.process_time()
     started = time.perf_counter()
     for _ in range(calls):
         call(noop)
-    return (time.perf_counter() - started) / calls
+    elapsed = (time.perf_counter() - started) / calls
+    own, node_after = time.process_time() - own_before, process_cpu(node.pid)
+    cpu["controller"].append(own / calls)
+    if node_before is not None and node_after is not None:
+        cpu["node"].append((node_after - node_before) / calls)
+    return elapsed
 
 
 def batch_ping(node, calls: int) -> float:
@@ -154,8 +174,9 @@ def main() -> int:
     proc, conn = start_raw_server()
     assert node.call(noop) is None and cluster.call_all(noop) == [None] * 3
 
+    cpu: dict = {"controller": [], "node": []}
     sides = {
-        "disttest node.call": lambda: batch_call(node, args.calls),
+        "disttest node.call": lambda: batch_call(node, args.calls, cpu),
         "raw mp.connection": lambda: batch_raw(conn, args.calls),
     }
     info = {
@@ -165,6 +186,7 @@ def main() -> int:
         "frame MACs of one node.call": lambda: batch_mac(args.calls),
     }
     results = {name: [] for name in [*sides, *info]}
+    load_before = os.getloadavg()[0]
     started = time.perf_counter()
     try:
         for rnd in range(args.rounds + 1):  # round 0 is the warm-up
@@ -197,7 +219,13 @@ def main() -> int:
              / _util.median(results["disttest node.call"]))
     met = "met" if share <= MAC_TARGET else "NOT MET"
     print(f"frame MACs / node.call = {share:.1%}: target {met} (≤ {MAC_TARGET:.0%})")
-    print(f"benchmark ran {total:.1f} s")
+    # CPU time is less sensitive than wall time to other processes on the machine.
+    warm = slice(1, None)  # the warm-up round's figures are left out
+    sides_cpu = ", ".join(f"{side} {us(sum(values[warm]) / len(values[warm]))} µs"
+                          for side, values in cpu.items() if values[warm])
+    print(f"CPU time per node.call (mean of the measured batches): {sides_cpu}")
+    print(f"benchmark ran {total:.1f} s; load average {load_before:.2f} before, "
+          f"{os.getloadavg()[0]:.2f} after, on {os.cpu_count()} CPU(s)")
     return 0
 
 
