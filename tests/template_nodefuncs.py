@@ -50,6 +50,11 @@ def parent() -> int:
     return os.getppid()
 
 
+def loaded(name: str) -> bool:
+    """Has this node imported ``name`` (or was it forked from a process that had)?"""
+    return name in sys.modules
+
+
 def interpreter_flag(name: str) -> int:
     """One of ``sys.flags``: set at interpreter start (PYTHON* variables)."""
     import sys

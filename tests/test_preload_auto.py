@@ -27,7 +27,7 @@ from disttest.config import load_config
 from disttest.errors import ConfigError
 from disttest.requirements import Requirement, requirement_of
 from tests import support
-from tests.template_nodefuncs import parent
+from tests.template_nodefuncs import loaded, parent
 
 def setUpModule():
     if not template.supported():
@@ -253,10 +253,6 @@ class History(unittest.TestCase):
 
     def test_leaves_keep_the_deepest_names(self):
         self.assertEqual(leaves(["a", "a.b.c", "a.b", "d", "e.f"]), ["a.b.c", "d", "e.f"])
-
-
-def loaded(name: str) -> bool:
-    return name in sys.modules
 
 
 def imports_things():
