@@ -2,7 +2,8 @@
 
 For each size N, interleaved round by round (after one warm-up round):
 
-* disttest — time from ``pool.acquire(Requirement(N, fresh=True))`` to the
+* disttest — time from ``pool.acquire(Requirement(N, fresh=True))`` with
+  ``node_start = "spawn"`` to the
   healthy N-node cluster it returns (every node spawned, bootstrapped over
   stdin, listening, and answering an authenticated ping). Releasing the fresh
   cluster (which stops it) happens outside the timed section.
@@ -136,7 +137,7 @@ def spawn_part(args) -> None:
     from disttest.clusters.pool import ClusterPool
     from disttest.requirements import Requirement
 
-    pool = ClusterPool(load_config())
+    pool = ClusterPool(load_config().replace(node_start="spawn"))  # the template part is below
     bare = Bare()
     results = {n: {"disttest": [], "bare": [], "spawn_s": [], "ready_s": [], "health_s": []}
                for n in sizes}

@@ -34,7 +34,7 @@ FIELDS: Dict[str, Any] = {
     "html_report": None,
     "verbose_cluster_logs": False, "save_cluster_logs": None, "state_dir": None,
     "durations_file": None, "launcher": "local", "hosts": (), "ssh_options": (),
-    "remote_python": None, "node_start": "spawn", "preload": (),
+    "remote_python": None, "node_start": "template", "preload": (),
     # Resolved, not settings:
     "ci": False, "ci_provider": None, "project_root": None, "config_files": (),
     "from_ci_profile": frozenset(),  # settings whose value came from a ci table

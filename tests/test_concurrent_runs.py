@@ -15,7 +15,7 @@ import unittest
 
 from tests import support
 from tests.test_failures import FailureSample
-from tests.test_runner_e2e import Run
+from tests.test_runner_e2e import Run, spied
 
 RUNS = 4
 CLASSES = ["Service", "ServiceAgain", "ServiceBigger"]
@@ -41,10 +41,10 @@ class ConcurrentRuns(unittest.TestCase):
                 for other, _, _ in started:
                     other.kill()
                 raise
-            agents = [int(pid) for pid in meta["spy"].read_text().split()] \
-                if meta["spy"].exists() else []
+            agents, templates = spied(meta["spy"])
             report = json.loads(meta["report"].read_text()) if meta["report"].exists() else None
-            cls.runs.append(Run(args, proc, stdout, stderr, agents, report))
+            cls.runs.append(Run(args, proc, stdout, stderr, agents, report,
+                                templates=templates))
         cls.held = [[json.loads(line) for line in sample.read_lines(f"ports-{i}.jsonl")]
                     for i in range(RUNS)]
 

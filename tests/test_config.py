@@ -60,7 +60,7 @@ class KeysTest(unittest.TestCase):
             "json_report": None, "html_report": None, "verbose_cluster_logs": False, "save_cluster_logs": None,
             "durations_file": None,
             "state_dir": None, "launcher": "local", "hosts": (), "ssh_options": (),
-            "remote_python": None, "node_start": "spawn", "preload": ()})
+            "remote_python": None, "node_start": "template", "preload": ()})
 
     def test_config_is_frozen_and_hashable(self):
         config = Config()

@@ -6,9 +6,11 @@ the nodes that ran it; every such line must be reported covered.
 """
 from __future__ import annotations
 
+import importlib.metadata
 import importlib.util
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -21,6 +23,8 @@ from tests import support
 from tests.test_runner_e2e import Sample
 
 HAVE_COVERAGE = importlib.util.find_spec("coverage") is not None
+HAVE_PATCH_SUBPROCESS = HAVE_COVERAGE and tuple(map(int, re.match(
+    r"(\d+)\.(\d+)", importlib.metadata.version("coverage")).groups())) >= (7, 10)
 
 # When this suite itself runs under coverage, the sample runs must not
 # inherit its measurement (coverage's subprocess patch would start coverage in
@@ -81,19 +85,38 @@ class MeasuredRunTests(unittest.TestCase):
     def leftover_data_files(self) -> list[str]:
         return sorted(p.name for p in self.sample.root.glob(".coverage.*"))
 
-    def run_measured(self, *coverage_args) -> None:
+    def run_measured(self, *coverage_args, env: dict | None = None) -> None:
         run = self.sample.run("run", *coverage_args, "-m", "disttest", "discover", "-s", ".",
-                              "-t", ".", module="coverage")
+                              "-t", ".", module="coverage", env=env)
         self.assertEqual(run.returncode, 0, run)
         self.assertIn("5 passed", run.stderr)
         self.assertEqual(len(run.agents), 2 + 3, "two nodes, three restarts")
         return run
 
     def test_coverage_run_reports_lines_run_only_on_nodes(self):
-        self.run_measured()
+        run = self.run_measured()
+        self.assertEqual(len(run.templates), 1, "the nodes were forked (the default)")
         # The controller merged its nodes' data files into its own as it
         # stopped their cluster: no combine step, nothing left over.
         self.assertEqual(self.leftover_data_files(), [])
+        self.assertNodeLinesCovered()
+
+    def test_spawned_nodes_are_measured_too(self):
+        run = self.run_measured(env={"DISTTEST_NODE_START": "spawn"})
+        self.assertEqual(run.templates, [])
+        self.assertEqual(self.leftover_data_files(), [])
+        self.assertNodeLinesCovered()
+
+    @unittest.skipUnless(HAVE_PATCH_SUBPROCESS, "coverage's patch = subprocess needs coverage 7.10")
+    def test_a_template_measured_from_its_start_forks_measured_nodes(self):
+        # coverage.py starts in every new interpreter, the template included, and
+        # each node forked from it must still write data of its own.
+        with open(self.sample.root / ".coveragerc", "a") as rc:
+            rc.write("patch = subprocess\n")
+        run = self.run_measured()
+        self.assertEqual(len(run.templates), 1)
+        result = self.coverage("combine")
+        self.assertEqual(result.returncode, 0, result.stdout + result.stderr)
         self.assertNodeLinesCovered()
 
     def test_parallel_mode_data_files_are_merged_by_coverage_combine(self):

@@ -293,8 +293,10 @@ class ParallelOptions(unittest.TestCase):
         self.assertEqual(second.returncode, 0, second)
         reused = [c["id"] for c in second.report["clusters"] if c["reused_from_previous_run"]]
         self.assertEqual(len(reused), len(set(reused)))  # never lent to two workers
-        self.assertTrue(set(reused) <= kept and reused, second.report["clusters"])
-        self.assertEqual(second.report["cluster_starts"] + len(reused), 3)
+        self.assertEqual(set(reused), kept, second.report["clusters"])
+        # Nothing else starts, unless the schedule splits the growing chain across
+        # the two workers (cheap starts make that pay): at most one more start then.
+        self.assertLessEqual(second.report["cluster_starts"], 1, second.report["clusters"])
         self.assertFalse(list((self.sample.state / "clusters").glob("*.json")))
 
     def test_network_modes(self):

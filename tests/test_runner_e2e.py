@@ -3,10 +3,11 @@
 Each test copies a sample project to a temporary directory, runs
 ``python -m disttest`` there in a subprocess and asserts on its output, exit
 status and ``--json-report``. A ``sitecustomize`` on the subprocess's path
-(``tests/samples/_spy``) records the pid of every node agent that starts, so
-the tests count nodes without trusting disttest's own numbers, and check after
-every run that each of those processes is gone and that the run left no port
-lock or cluster temporary directory (found with ``tests.support``'s helpers).
+(``tests/samples/_spy``) records the pid of every node agent that starts,
+spawned or forked from a node template, and of every template, so the tests
+count nodes without trusting disttest's own numbers, and check after every run
+that each of those processes is gone and that the run left no port lock or
+cluster temporary directory (found with ``tests.support``'s helpers).
 
 The helpers here (:class:`Sample`, :class:`Run`) serve
 ``tests/test_unittest_compat.py`` too.
@@ -49,6 +50,14 @@ def clean_environ(extra: dict | None = None) -> dict:
     return env
 
 
+def spied(log: Path) -> tuple[list[int], list[int]]:
+    """The pids the spy recorded in ``log``: the nodes, and the node templates."""
+    def pids(path: Path) -> list[int]:
+        return [int(line) for line in path.read_text().split()] if path.exists() else []
+
+    return pids(log), pids(log.with_name(log.name + ".templates"))
+
+
 def normalize(text: str) -> str:
     """Output with run times taken out ("Ran 3 tests in 0.012s" -> "Ran 3 tests")."""
     return _TIMING.sub(r"\1", text)
@@ -76,14 +85,16 @@ class Run:
     """What one subprocess did."""
 
     def __init__(self, args, proc: subprocess.Popen, stdout: str, stderr: str,
-                 agents: list[int], report: dict | None, started: float = 0.0) -> None:
+                 agents: list[int], report: dict | None, started: float = 0.0,
+                 templates: list[int] = ()) -> None:
         self.args = args
         self.started = started  # time.time() just before the process started
         self.pid = proc.pid
         self.returncode = proc.returncode
         self.stdout = stdout
         self.stderr = stderr
-        self.agents = agents
+        self.agents = agents  # the nodes started, spawned or forked
+        self.templates = list(templates)  # the node templates started
         self.report = report
 
     @property
@@ -162,12 +173,11 @@ class Sample:
             proc.kill()
             stdout, stderr = proc.communicate()
             raise AssertionError(f"timed out after {timeout}s: {args}\n{stdout}\n{stderr}")
-        spy = meta["spy"]
-        agents = [int(line) for line in spy.read_text().split()] if spy.exists() else []
+        agents, templates = spied(meta["spy"])
         report = None
         if meta["report"] is not None and meta["report"].exists():
             report = json.loads(meta["report"].read_text())
-        run = Run(args, proc, stdout, stderr, agents, report, meta["started"])
+        run = Run(args, proc, stdout, stderr, agents, report, meta["started"], templates)
         self.check_no_leaks(run)
         return run
 
@@ -178,16 +188,17 @@ class Sample:
 
     @staticmethod
     def check_no_leaks(run: Run, wait: float = 5.0) -> None:
-        """No node agent of the run alive, no port lock or cluster temp dir left.
+        """No node agent or template of the run alive, no port lock or cluster
+        temp dir left.
 
-        Only what the run made counts: the agents the spy saw, agents of ours
+        Only what the run made counts: the agents and templates the spy saw, agents of ours
         (``tests.support``) started since the run began, port locks naming the
         run's pid written since then (a crashed process of another test may
         have left locks under a pid the system has since given to this run),
         and temp dirs of the cluster ids in its output.
         """
         def live_agents() -> list[int]:
-            pids = set(run.agents)
+            pids = set(run.agents) | set(run.templates)
             for proc in support.our_processes():
                 try:
                     if proc.create_time() >= run.started - 1:
@@ -301,6 +312,8 @@ class MixedSampleRun(unittest.TestCase):
                           report["cluster_reuses"], report["nodes_started"]), (3, 3, 2, 9),
                          self.run_)
         self.assertEqual(len(self.run_.agents), 9, "node processes really started")
+        # By default every node is forked, from one template (one configuration).
+        self.assertEqual(len(self.run_.templates), 1, self.run_)
 
     def test_clusters_in_report(self):
         clusters = self.run_.report["clusters"]
@@ -455,6 +468,12 @@ class MixedSampleOptions(unittest.TestCase):
                          ["setUpModule", "test_modbig", "test_modsmall", "tearDownModule",
                           "moduleCleanup"])
 
+    def test_node_start_spawn_starts_an_interpreter_per_node_and_no_template(self):
+        run = self.sample.run("--only", "smoke", report=True, env={"DISTTEST_NODE_START": "spawn"})
+        self.assertEqual(run.returncode, 0, run)
+        self.assertEqual((run.report["cluster_starts"], run.report["nodes_started"]), (1, 3))
+        self.assertEqual((len(run.agents), run.templates), (3, []), run)
+
     def test_exclude_distributed_starts_no_cluster(self):
         run = self.sample.run("--exclude", "distributed", report=True)
         self.assertEqual(run.returncode, 0, run)
@@ -564,6 +583,23 @@ class LeakCheck(unittest.TestCase):
         proc.kill()
         proc.wait()
         Sample.check_no_leaks(run, wait=0.1)  # gone: no leak
+
+    def test_a_live_template_of_the_run_is_a_leak(self):
+        # Without this test process's mark in its environment: only the spy's
+        # record of templates can tell that the run made it.
+        env = {k: v for k, v in os.environ.items() if k != support.OWNER_VAR}
+        proc = subprocess.Popen([sys.executable, "-c",
+                                 "import time; time.sleep(60)  # disttest.agent"], env=env)
+        self.addCleanup(proc.wait)
+        self.addCleanup(proc.kill)
+        support.wait_for(lambda: "disttest.agent" in " ".join(psutil.Process(proc.pid)
+                                                              .cmdline()))
+        run = Run(["fake"], proc, "", "", [], None, time.time(), templates=[proc.pid])
+        with self.assertRaisesRegex(AssertionError, f"node processes.*{proc.pid}"):
+            Sample.check_no_leaks(run, wait=0.1)
+        proc.kill()
+        proc.wait()
+        Sample.check_no_leaks(run, wait=0.1)
 
     def test_a_cluster_temp_dir_of_the_run_is_a_leak(self):
         left = Path(tempfile.mkdtemp(prefix="disttest-c999-e2e0-"))

@@ -261,7 +261,7 @@ def _usable_host(host: str, events: EventBus) -> str:
 
 def _local_launcher(config, events: EventBus):
     """Spawned nodes, or nodes forked from a template (``node_start``)."""
-    if getattr(config, "node_start", "spawn") != "template":
+    if config.node_start != "template":
         return LocalLauncher()
     import sys
 

@@ -6,8 +6,19 @@ instead of a new interpreter each. One template runs per configuration --
 interpreter, working directory, ``sys.path``, the controller's ``PYTHON*``
 variables and the ``preload`` list -- started on first use, stopped with the
 pool. It runs the agent's command line, so it and the nodes it forks look
-like spawned nodes to every tool (``ps``, ``cluster clean``). It has imported the agent and the preloaded modules, so a node costs a
-``fork``, not an interpreter start and its imports.
+like spawned nodes to every tool (``ps``, ``cluster clean``). It has
+imported the agent and the preloaded modules, so a node costs a ``fork``,
+not an interpreter start and its imports.
+
+What tells the template from a node at interpreter start (``sitecustomize``,
+a process spy, a profiler) is one variable of its environment,
+``DISTTEST_NODE_TEMPLATE=1`` (:data:`TEMPLATE_MARK`), not its command line:
+a forked node shares the template's command line, but its environment is
+replaced by the node's own, so ``sys.argv``, ``os.environ`` and
+``/proc/<pid>/cmdline`` of a forked node are those of a spawned one.
+Code that counts nodes as they start counts spawned nodes at interpreter
+start and forked ones with ``os.register_at_fork(after_in_child=...)`` in
+the template, for children whose parent is the template.
 
 A forked node is made like a spawned one: the controller creates its stdin
 and stdout pipes and opens its log, and hands the three descriptors to the
@@ -23,9 +34,10 @@ ends it gives its nodes the grace period, then kills what is left
 
 Refused, and spawned instead, with a one-line warning per configuration:
 a template whose preloading failed, started a thread or left a descriptor
-open; nodes whose ``node_env`` sets ``PYTHON*`` variables (they act at
-interpreter start only). Spawned without a word: nodes run inside a network
-mode's prefix (netns, userns). A spawned node is still made by a template
+open. Spawned without a word, since forking them would not give what a
+spawned node gets: nodes whose ``node_env`` sets ``PYTHON*`` variables
+(they act at interpreter start only) and nodes run inside a network mode's
+prefix (netns, userns). A spawned node is still made by a template
 (``TemplateLauncher._keeper``: the one running, or one that preloads
 nothing), which runs the node's command in the child instead of the agent,
 so the template keeps what that node leaves too; a failed exec is reported
@@ -51,6 +63,9 @@ from disttest.clusters import spawner
 from disttest.clusters.launcher import AGENT_CODE, LocalLauncher, write_bootstrap
 
 
+
+#: In the template's environment only (see the module docstring).
+TEMPLATE_MARK = "DISTTEST_NODE_TEMPLATE"
 
 # Variables read at interpreter start (the template's, not the node's, take effect).
 _AT_START = ("PYTHON", "LANG", "LC_")
@@ -90,7 +105,8 @@ class Template:
         try:
             self.popen = spawner.popen(
                 [executable, "-c", AGENT_CODE], stdin=subprocess.PIPE,
-                stdout=subprocess.DEVNULL, stderr=self.errors, cwd=cwd, env=env,
+                stdout=subprocess.DEVNULL, stderr=self.errors, cwd=cwd,
+                env={**env, TEMPLATE_MARK: "1"},
                 pass_fds=[theirs.fileno()], start_new_session=True)
         finally:
             theirs.close()
@@ -269,7 +285,7 @@ class TemplateLauncher(LocalLauncher):
     def template_for(self, boot: dict, env: dict) -> tuple[Template | None, bool]:
         """The template that makes this node, and whether it forks it (else it
         runs the node's command: a spawned node, kept by the template); None
-        (with a note) to spawn it here."""
+        (with a note when a template was refused) to spawn it here."""
         if not supported() or not os.path.isdir(boot["cwd"]):
             return None, False  # the spawn says what is wrong
         if sum(len(k) + len(v) + 2 for k, v in env.items()) > _LARGE_ENVIRONMENT:
@@ -277,18 +293,14 @@ class TemplateLauncher(LocalLauncher):
         if boot.get("exec_prefix"):
             return self._keeper(boot), False  # run in a namespace: a command of its own
         if any(name.startswith("PYTHON") for name in boot.get("env", {})):
-            reason = "its node_env sets PYTHON* variables, read at interpreter start only"
-            key: tuple = ("env", tuple(sorted(boot["env"].items())))
-        else:
-            reason = None
-            preload = key_preload(boot, self.preload)
-            key = (self.executable, boot["cwd"], tuple(boot["sys_path"]), preload,
-                   tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith(_AT_START))))
+            return self._keeper(boot), False  # read at interpreter start: exec a node of its own
+        preload = key_preload(boot, self.preload)
+        key = (self.executable, boot["cwd"], tuple(boot["sys_path"]), preload,
+               tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith(_AT_START))))
         with self._lock:
             known = self.templates.get(key)
             if known is None:
-                if reason is None:
-                    known, reason = self._start(boot, key[3])
+                known, reason = self._start(boot, preload)
                 if reason is not None:
                     known = reason
                     self.note(f"node template refused, spawning these nodes instead: {reason}")
