@@ -223,33 +223,53 @@ def cmd_clean(args, config) -> int:
     me = os.getuid()
     open_logs = set()
     others = unproven = 0
+    agents = []
     for proc in psutil.process_iter(["pid", "ppid", "uids", "cmdline"]):
         try:
-            if proc.info["uids"].real != me or "disttest.agent" not in " ".join(proc.info["cmdline"] or []):
-                continue
-            files = [f.path for f in proc.open_files()]
-            parent_alive = pid_alive(proc.info["ppid"]) and proc.info["ppid"] != 1
-            # A node holding port locks itself was kept (detached); one that no
-            # record here names belongs to another state directory's registry
-            # and ends after its idle TTL: not ours to stop.
-            kept_elsewhere = not parent_alive and proc.info["pid"] not in known_pids and any(
-                Path(path).parent.name.startswith("disttest-port-locks") for path in files)
-            if proc.info["pid"] in known_pids or parent_alive or kept_elsewhere:
-                open_logs.update(files)
-                others += kept_elsewhere
-                continue
-            # Proof that it is a node of a run that has ended: it writes its log
-            # into a cluster directory whose owner (pid and start time) is dead.
-            # A command line proves nothing: anyone can name a process so.
-            if not any(_dead_runs_directory(path) for path in files):
-                open_logs.update(files)
-                unproven += 1
-                continue
-            if is_agent(proc.info["pid"]):
-                proc.kill()
-                removed.append(f"orphaned node process {proc.info['pid']}")
+            if proc.info["uids"].real == me and "disttest.agent" in " ".join(proc.info["cmdline"] or []):
+                agents.append((proc, [f.path for f in proc.open_files()]))
         except (psutil.Error, OSError):
             continue
+    # A forked node's parent is its node template (which holds its nodes' logs):
+    # once the template is stopped here as part of an ended run, its nodes are
+    # orphans too, so passes repeat while they stop something.
+    stopped: set[int] = set()
+    while agents:
+        waiting = []
+        for proc, files in agents:
+            try:
+                ppid = proc.info["ppid"]
+                parent_alive = ppid not in stopped and pid_alive(ppid) and ppid != 1
+                if parent_alive and proc.info["pid"] not in known_pids:
+                    waiting.append((proc, files))
+                    continue
+                # A node holding port locks itself was kept (detached); one that no
+                # record here names belongs to another state directory's registry
+                # and ends after its idle TTL: not ours to stop.
+                kept_elsewhere = not parent_alive and proc.info["pid"] not in known_pids and any(
+                    Path(path).parent.name.startswith("disttest-port-locks") for path in files)
+                if proc.info["pid"] in known_pids or kept_elsewhere:
+                    open_logs.update(files)
+                    others += kept_elsewhere
+                    continue
+                # Proof that it is a node of a run that has ended: it writes its log
+                # into a cluster directory whose owner (pid and start time) is dead.
+                # A command line proves nothing: anyone can name a process so.
+                if not any(_dead_runs_directory(path) for path in files):
+                    open_logs.update(files)
+                    unproven += 1
+                    continue
+                if is_agent(proc.info["pid"]):
+                    proc.kill()
+                    stopped.add(proc.info["pid"])
+                    removed.append(f"orphaned node process {proc.info['pid']}")
+            except (psutil.Error, OSError):
+                continue
+        if len(waiting) == len(agents):
+            for _proc, files in waiting:  # their parents run: not ours to judge
+                open_logs.update(files)
+            break
+        agents = waiting
     # Temporary directories of clusters no live node writes to (named by the
     # pool: disttest-<cluster id>-<random>, the id [w<N>-]c<N>-<4 hex digits>).
     for directory in Path(tempfile.gettempdir()).glob("disttest-*-*"):

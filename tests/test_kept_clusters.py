@@ -338,6 +338,8 @@ class ClusterClean(unittest.TestCase):
         time.sleep(0.5)
         self.assertEqual(alive([paused]), [paused])
 
+        # Forked (the default), its parent is the node template, which outlives the
+        # runner for a grace period: clean stops the template, then its node.
         clean = self.project.cluster("clean")
         self.assertEqual(clean.returncode, 0, clean)
         self.assertIn(f"removed orphaned node process {paused}\n", clean.stdout)
