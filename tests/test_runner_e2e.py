@@ -21,6 +21,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import textwrap
 import time
 import unittest
 from pathlib import Path
@@ -473,6 +474,28 @@ class MixedSampleOptions(unittest.TestCase):
         self.assertEqual(run.returncode, 0, run)
         self.assertEqual((run.report["cluster_starts"], run.report["nodes_started"]), (1, 3))
         self.assertEqual((len(run.agents), run.templates), (3, []), run)
+
+    def test_nodes_a_template_starts_as_interpreters_are_counted_once(self):
+        # PYTHON* in node_env: each node needs an interpreter start of its own,
+        # which a template child runs (exec) instead of the agent.
+        (self.sample.root / "tests" / "test_pyenv.py").write_text(textwrap.dedent("""
+            import sys
+            import disttest
+
+            def seed_fixed():
+                return sys.flags.hash_randomization == 0
+
+            class PythonEnv(disttest.DistributedTestCase):
+                cluster_size = 2
+                node_env = {"PYTHONHASHSEED": "0"}
+
+                def test_each_node_started_an_interpreter(self):
+                    self.assertEqual(self.cluster.call_all(seed_fixed), [True, True])
+            """))
+        run = self.sample.run("tests.test_pyenv", report=True)
+        self.assertEqual(run.returncode, 0, run)
+        self.assertEqual(run.report["nodes_started"], 2)
+        self.assertEqual((len(run.agents), len(run.templates)), (2, 1), run)
 
     def test_exclude_distributed_starts_no_cluster(self):
         run = self.sample.run("--exclude", "distributed", report=True)

@@ -10,11 +10,22 @@ recorded here, at interpreter start. A node template (its environment has
 the same command line but is no node: its pid goes to
 ``$SAMPLE_SPY_LOG.templates`` instead, and the nodes it forks, which never
 start an interpreter, are recorded as they are forked -- only the template's
-own children, not processes that node code forks in turn.
+own children, not processes that node code forks in turn. A node that needs
+an interpreter of its own (``PYTHON*`` in ``node_env``, a network namespace)
+is a template child that runs the node's command: recorded when forked, so
+not again when its interpreter starts.
 """
 import os
 
 _log = os.environ.get("SAMPLE_SPY_LOG")
+
+
+def _forked_by_a_template():
+    try:
+        with open(f"/proc/{os.getppid()}/environ", "rb") as f:
+            return b"\0DISTTEST_NODE_TEMPLATE=" in b"\0" + f.read()
+    except OSError:
+        return False
 
 
 def _record(path, pid):
@@ -38,5 +49,5 @@ if _log:
                     _record(log, os.getpid())
 
             os.register_at_fork(after_in_child=_forked_node)
-        else:
+        elif not _forked_by_a_template():
             _record(_log, os.getpid())
