@@ -52,9 +52,18 @@ def clean_environ(extra: dict | None = None) -> dict:
 
 
 def spied(log: Path) -> tuple[list[int], list[int]]:
-    """The pids the spy recorded in ``log``: the nodes, and the node templates."""
+    """The pids the spy recorded in ``log``: the nodes, and the node templates.
+
+    A line ``-<pid>`` takes back one earlier ``<pid>``: a template child that
+    went on to run a command (see the spy's docstring)."""
     def pids(path: Path) -> list[int]:
-        return [int(line) for line in path.read_text().split()] if path.exists() else []
+        found: list[int] = []
+        for line in path.read_text().split() if path.exists() else ():
+            if line.startswith("-"):
+                found.remove(int(line[1:]))
+            else:
+                found.append(int(line))
+        return found
 
     return pids(log), pids(log.with_name(log.name + ".templates"))
 

@@ -10,27 +10,22 @@ recorded here, at interpreter start. A node template (its environment has
 the same command line but is no node: its pid goes to
 ``$SAMPLE_SPY_LOG.templates`` instead, and the nodes it forks, which never
 start an interpreter, are recorded as they are forked -- only the template's
-own children, not processes that node code forks in turn. A node that needs
-an interpreter of its own (``PYTHON*`` in ``node_env``, a network namespace)
-is a template child that runs the node's command: recorded when forked, so
-not again when its interpreter starts.
+own children, not processes that node code forks in turn.
+
+A template child may instead run a command of its own (a node that needs an
+interpreter start: ``PYTHON*`` in ``node_env``, a network namespace). Its
+``os.exec`` retracts the record of its fork (a line ``-<pid>``): it is
+counted when its interpreter starts, if it gets that far.
 """
 import os
+import sys
 
 _log = os.environ.get("SAMPLE_SPY_LOG")
 
 
-def _forked_by_a_template():
-    try:
-        with open(f"/proc/{os.getppid()}/environ", "rb") as f:
-            return b"\0DISTTEST_NODE_TEMPLATE=" in b"\0" + f.read()
-    except OSError:
-        return False
-
-
-def _record(path, pid):
+def _record(path, line):
     with open(path, "a") as f:  # one short append: atomic between processes
-        f.write(f"{pid}\n")
+        f.write(f"{line}\n")
 
 
 if _log:
@@ -48,6 +43,11 @@ if _log:
                 if os.getppid() == template:
                     _record(log, os.getpid())
 
+            def _exec(event, args, log=_log, template=_template):
+                if event == "os.exec" and os.getppid() == template:
+                    _record(log, f"-{os.getpid()}")
+
             os.register_at_fork(after_in_child=_forked_node)
-        elif not _forked_by_a_template():
+            sys.addaudithook(_exec)
+        else:
             _record(_log, os.getpid())
