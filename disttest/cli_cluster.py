@@ -197,6 +197,33 @@ def _dead_runs_directory(path: str) -> bool:
     return False
 
 
+def _kill_tree(proc) -> list[int]:
+    """SIGKILL a node process proved ours, and everything below it first: a
+    node (or a node template) is the subreaper of what its code started, so
+    its tree holds all of it; killed after them, it leaves none to init."""
+    import psutil
+
+    below: list = []
+    for _ in range(3):  # what a dying child's children were re-parented to meanwhile
+        try:
+            found = [p for p in proc.children(recursive=True) if p not in below]
+        except psutil.Error:
+            break
+        if not found:
+            break
+        for child in found:
+            try:
+                child.kill()
+            except psutil.Error:
+                pass
+        below += found
+    try:
+        proc.kill()
+    except psutil.Error:
+        pass
+    return [p.pid for p in below]
+
+
 def cmd_clean(args, config) -> int:
     """Stop whatever no live run owns; remove stale records, directories and locks."""
     import psutil
@@ -260,9 +287,10 @@ def cmd_clean(args, config) -> int:
                     unproven += 1
                     continue
                 if is_agent(proc.info["pid"]):
-                    proc.kill()
+                    below = _kill_tree(proc)
                     stopped.add(proc.info["pid"])
-                    removed.append(f"orphaned node process {proc.info['pid']}")
+                    removed.append(f"orphaned node process {proc.info['pid']}" + (
+                        f" and {len(below)} process(es) it started" if below else ""))
             except (psutil.Error, OSError):
                 continue
         if len(waiting) == len(agents):

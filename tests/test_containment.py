@@ -210,6 +210,21 @@ class RunnerDeath(unittest.TestCase):
 class RunnerDeathWithForkedNodes(RunnerDeath):
     node_start = "template"
 
+    def test_cluster_clean_in_the_grace_period_leaves_nothing(self):
+        # The killed runner's template still waits for its stuck node: `cluster
+        # clean` stops it, its node, and what the node started, all proved ours
+        # by the dead run's cluster directory they are below.
+        pids = self.run_and_kill("gil")
+        template_pid = parent_of(pids[0])
+        clean = support.run_python(["-m", "disttest", "cluster", "clean"],
+                                   env={"DISTTEST_STATE_DIR": support.STATE_DIR})
+        self.assertEqual(clean.returncode, 0, clean)
+        self.assertIn(f"removed orphaned node process {template_pid} and 3 process(es) it "
+                      "started", clean.stdout)
+        self.assertTrue(support.wait_for(lambda: gone(pids), timeout=5),
+                        f"still running after cluster clean: "
+                        f"{[p for p in pids if not support.gone(p)]}\n{clean.stdout}")
+
     def test_what_a_node_holding_the_gil_started_ends_with_its_runner(self):
         pids = self.run_and_kill("gil")
         # The template ends the stuck node after the grace period, then what
