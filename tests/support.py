@@ -95,18 +95,42 @@ def our_processes() -> list[psutil.Process]:
 
 
 def our_lock_files(lock_dir: Path | None = None, pid: int | None = None) -> list[Path]:
+    """Lock files naming ``pid`` (default: this process).
+
+    For another, ended process (a run the test started), a lock file that
+    names it but is held right now is not its: a later process that was
+    given the same pid holds it (pids are reused, ``pid_max`` may be 32768).
+    """
     from disttest.clusters.ports import default_lock_dir
 
     lock_dir = Path(lock_dir) if lock_dir else default_lock_dir()
+    mine = pid is None or pid == os.getpid()
     pid = os.getpid() if pid is None else pid
     held = []
     for path in lock_dir.glob("*.lock"):
         try:
-            if path.read_text().strip() == str(pid):
+            if path.read_text().strip() == str(pid) and (mine or not _held(path)):
                 held.append(path)
         except OSError:  # removed while we looked: released
             pass
     return held
+
+
+def _held(path: Path) -> bool:
+    """Does some process hold the lock on ``path`` now?"""
+    import errno
+    import fcntl
+
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError as exc:
+        if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+            return True
+        raise
+    finally:
+        os.close(fd)  # and with it our shared lock
+    return False
 
 
 def remove_dead_locks(pid: int) -> int:

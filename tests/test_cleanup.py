@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import subprocess
 import tempfile
 import time
 import unittest
@@ -106,6 +107,31 @@ class Leaks(unittest.TestCase):
         self.assertEqual(run.returncode, 0, run)
         self.assertNotIn("disttest cleanup check", run.stderr)
         self.assertEqual(run.report["leaks"], [])
+
+
+class LeakCheckOfTheSuite(unittest.TestCase):
+    """The suite's own leak check blames a run only for what is really its."""
+
+    def test_a_lock_held_by_a_process_that_reused_a_runs_pid_is_not_the_runs(self):
+        lock_dir = Path(tempfile.mkdtemp(prefix="disttest-tests-locks-"))
+        self.addCleanup(shutil.rmtree, lock_dir)
+        ended = support.run_python("import os; print(os.getpid())")
+        pid = int(ended.stdout)  # a run that has ended; its pid may be given again
+        lock = lock_dir / "28964.lock"
+        lock.write_text(f"{pid}\n")
+        self.assertEqual(support.our_lock_files(lock_dir, pid), [lock], "a lock file it left")
+        holder = support.popen_python(
+            "import fcntl, os, sys\n"
+            f"fd = os.open({str(lock)!r}, os.O_RDWR)\n"
+            "fcntl.flock(fd, fcntl.LOCK_EX)\n"
+            "print('held', flush=True)\n"
+            "sys.stdin.read()\n", stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        self.addCleanup(holder.wait)
+        self.addCleanup(holder.stdin.close)
+        self.assertEqual(holder.stdout.readline().strip(), "held")
+        self.assertEqual(support.our_lock_files(lock_dir, pid), [],
+                         "a lock held now is held by whoever has the pid now")
+        self.assertEqual(support.our_lock_files(lock_dir, os.getpid()), [])
 
 
 class SavedLogs(unittest.TestCase):
