@@ -6,7 +6,7 @@ them has ended. Linux only (/proc).
 
 A spawned node is a Python process whose command line runs the agent: it is
 recorded here, at interpreter start. A node template (its environment has
-``DISTTEST_NODE_TEMPLATE``, disttest.clusters.template.TEMPLATE_MARK) runs
+``DISTTEST_NODE_TEMPLATE``, disttest.clusters.template_process.TEMPLATE_MARK) runs
 the same command line but is no node: its pid goes to
 ``$SAMPLE_SPY_LOG.templates`` instead, and the nodes it forks, which never
 start an interpreter, are recorded as they are forked -- only the template's
