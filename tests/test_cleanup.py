@@ -126,6 +126,7 @@ class LeakCheckOfTheSuite(unittest.TestCase):
             "fcntl.flock(fd, fcntl.LOCK_EX)\n"
             "print('held', flush=True)\n"
             "sys.stdin.read()\n", stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        self.addCleanup(holder.stdout.close)
         self.addCleanup(holder.wait)
         self.addCleanup(holder.stdin.close)
         self.assertEqual(holder.stdout.readline().strip(), "held")
