@@ -197,31 +197,19 @@ def _dead_runs_directory(path: str) -> bool:
     return False
 
 
-def _kill_tree(proc) -> list[int]:
+def _kill_tree(pid: int) -> list[int]:
     """SIGKILL a node process proved ours, and everything below it first: a
     node (or a node template) is the subreaper of what its code started, so
     its tree holds all of it; killed after them, it leaves none to init."""
-    import psutil
-
-    below: list = []
+    below: list[int] = []
     for _ in range(3):  # what a dying child's children were re-parented to meanwhile
-        try:
-            found = [p for p in proc.children(recursive=True) if p not in below]
-        except psutil.Error:
-            break
+        found = [p for p in resources.process_tree(pid) if p not in below]
         if not found:
             break
-        for child in found:
-            try:
-                child.kill()
-            except psutil.Error:
-                pass
+        resources.kill_all(found)
         below += found
-    try:
-        proc.kill()
-    except psutil.Error:
-        pass
-    return [p.pid for p in below]
+    resources.kill_all([pid])
+    return below
 
 
 def cmd_clean(args, config) -> int:
@@ -287,7 +275,7 @@ def cmd_clean(args, config) -> int:
                     unproven += 1
                     continue
                 if is_agent(proc.info["pid"]):
-                    below = _kill_tree(proc)
+                    below = _kill_tree(proc.info["pid"])
                     stopped.add(proc.info["pid"])
                     removed.append(f"orphaned node process {proc.info['pid']}" + (
                         f" and {len(below)} process(es) it started" if below else ""))

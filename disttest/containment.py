@@ -129,8 +129,8 @@ def children() -> list[int]:
         return [pid for pid, parent in _parents().items() if parent == me]
 
 
-def _parents(include_zombies: bool = False) -> dict[int, int]:
-    """Every process's parent, from /proc."""
+def _parents() -> dict[int, int]:
+    """Every live (not zombie) process's parent, from /proc."""
     parents: dict[int, int] = {}
     try:
         entries = os.listdir("/proc")
@@ -146,7 +146,7 @@ def _parents(include_zombies: bool = False) -> dict[int, int]:
             continue
         # pid (comm) state ppid ...: comm may hold spaces and parentheses
         fields = stat[stat.rfind(b")") + 2:].split()
-        if len(fields) > 1 and (include_zombies or fields[0] != b"Z"):
+        if len(fields) > 1 and fields[0] != b"Z":
             parents[int(name)] = int(fields[1])
     return parents
 
