@@ -97,13 +97,14 @@ class Process:
             except ProcessLookupError:
                 pass
 
+    #: Does something other than the controller end what the node leaves when
+    #: it ends (a template: disttest/clusters/template_process.py)?
+    has_keeper = False
+
     def outlive_controller(self) -> None:
         """The node is kept. A spawned node's parent is the controller, which
-        lets it go by exiting; a forked one's template is told to let it run."""
-        keep = getattr(self.popen, "outlive_controller", None)  # ForkedPopen's
-        if keep is not None:
-            keep()
-        elif not self.let_go:
+        lets it go by exiting."""
+        if not self.let_go:
             # Our child until we exit: a thread waits for it, so that if it ends
             # first it leaves no zombie, and its Popen is never dropped unwaited
             # (which warns "subprocess N is still running" while it runs on).
@@ -112,11 +113,8 @@ class Process:
                              daemon=True).start()
 
     def left_behind(self) -> list[int]:
-        """Processes the ended node left that its template killed (a node made
-        by a template: disttest/clusters/template.py); others are not killed
-        for it."""
-        left = getattr(self.popen, "left_behind", None)  # ForkedPopen's
-        return left() if left is not None else []
+        """Processes the ended node left that its keeper killed: none here."""
+        return []
 
     def close_stdin(self) -> None:
         """Tell the node to stop: the stop word, then end of file."""
@@ -274,7 +272,7 @@ class LocalLauncher(ReadyLines):
                     except OSError as exc:
                         raise spawn_error(exc, boot["name"], self.executable,
                                            boot["cwd"]) from None
-                process = Process(popen, log_path)
+                process = self._process(popen, log_path)
                 started.append(process)
                 measure = coverage_support.node_settings(boot["cluster_id"], boot["name"])
                 if measure is not None:  # the run is measured: the node measures itself
@@ -305,6 +303,10 @@ class LocalLauncher(ReadyLines):
         return spawner.popen(self.command_of(boot),
                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
                              cwd=boot["cwd"], env=env, start_new_session=True)
+
+    def _process(self, popen, log_path: Path) -> Process:
+        """The Process that owns ``popen``."""
+        return Process(popen, log_path)
 
     def _parent_pid(self, popen) -> int:
         """The pid of the node's parent process, which it asks to be ended with."""

@@ -272,7 +272,9 @@ class Node(NodeRPC):
         self.record_metrics()
         # What the node's code started goes with it: the node is their subreaper
         # (see disttest/containment.py), so its tree holds even double-forked ones.
-        children = resources.process_tree(self.local_pid) if self.local_pid else []
+        # A node's keeper (its template) ends that tree itself once the node is gone.
+        children = (resources.process_tree(self.local_pid)
+                    if self.local_pid and not self.process.has_keeper else [])
         self.process.signal(signal.SIGCONT)
         self.process.signal(signum)
         self.paused = False

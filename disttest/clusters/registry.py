@@ -331,6 +331,8 @@ class AdoptedProcess:
             except OSError:
                 pass
 
+    has_keeper = False  # a kept node: its template, if any, has let it go
+
     def outlive_controller(self) -> None:
         """Kept again: it already outlives every controller."""
 

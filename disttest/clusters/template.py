@@ -55,7 +55,8 @@ import sys
 import threading
 
 from disttest.clusters.launcher import LocalLauncher
-from disttest.clusters.template_process import ForkedPopen, Template, TemplateRefused
+from disttest.clusters.template_process import (ForkedPopen, Template, TemplateMadeProcess,
+                                                TemplateRefused)
 
 
 
@@ -207,6 +208,11 @@ class TemplateLauncher(LocalLauncher):
         os.close(stdin_r)
         os.close(stdout_w)
         return ForkedPopen(template, pid, open(stdin_w, "wb"), open(stdout_r, "rb"))
+
+    def _process(self, popen, log_path):
+        if isinstance(popen, ForkedPopen):
+            return TemplateMadeProcess(popen, log_path)
+        return super()._process(popen, log_path)
 
     def _parent_pid(self, popen) -> int:
         return popen.template.popen.pid if isinstance(popen, ForkedPopen) else os.getpid()

@@ -20,7 +20,7 @@ import threading
 import time
 
 from disttest.clusters import spawner
-from disttest.clusters.launcher import AGENT_CODE, write_bootstrap
+from disttest.clusters.launcher import AGENT_CODE, Process, write_bootstrap
 
 #: In the template's environment only (see the module docstring).
 TEMPLATE_MARK = "DISTTEST_NODE_TEMPLATE"
@@ -190,17 +190,28 @@ class ForkedPopen:
             raise subprocess.TimeoutExpired(f"node {self.pid}", timeout)
         return self.returncode
 
-    def outlive_controller(self) -> None:
-        """The node is kept: its template must not end it with the controller."""
-        self.template.keep(self.pid)
-
-    def left_behind(self) -> list[int]:
-        """Processes the ended node left, which its template killed."""
-        return list(self.template.strays.get(self.pid, ()))
-
     def kill(self) -> None:
         if self.poll() is None:
             try:
                 os.kill(self.pid, 9)
             except ProcessLookupError:
                 pass
+
+
+class TemplateMadeProcess(Process):
+    """A node its template made: the template is its keeper (it kills what the
+    node leaves when it ends) and must be told when the node is kept."""
+
+    popen: ForkedPopen
+
+    @property
+    def has_keeper(self) -> bool:
+        return not self.popen.template.gone
+
+    def outlive_controller(self) -> None:
+        """The node is kept: its template must not end it with the controller."""
+        self.popen.template.keep(self.pid)
+
+    def left_behind(self) -> list[int]:
+        """Processes the ended node left, which its template killed."""
+        return list(self.popen.template.strays.get(self.pid, ()))
