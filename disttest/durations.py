@@ -16,7 +16,7 @@ import os
 from pathlib import Path
 
 from disttest.settings import is_module_name
-from disttest.statefiles import BadFile, read_json, set_aside
+from disttest.statefiles import BadFile, exclusive, read_json, set_aside
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -91,13 +91,16 @@ def load_durations(path: Path, note=None) -> dict:
 
 
 def update_durations(path: Path, change: Callable[[dict], Any], note=None) -> None:
-    """Apply ``change`` to the history in ``path`` (validated, or empty) and write it back."""
-    data = load_durations(path, note)
-    change(data)
+    """Apply ``change`` to the history in ``path`` (validated, or empty) and write it
+    back, holding the history's lock: writers that end together (``-j`` workers,
+    concurrent runs) take turns, so none loses what another added."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
-    os.replace(tmp, path)
+    with exclusive(path.with_suffix(".lock")):
+        data = load_durations(path, note)
+        change(data)
+        tmp = path.with_suffix(f".tmp{os.getpid()}")
+        tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
+        os.replace(tmp, path)
 
 
 def save_durations(path: Path, result, stats, note=None) -> None:

@@ -8,6 +8,7 @@ looked at -- with a note naming it, and the run goes on as if it were absent.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from pathlib import Path
@@ -56,3 +57,24 @@ def set_aside(path: Path, problem: str, note: Callable[[str], Any] | None = None
         return
     if note is not None:
         note(f"{path} is not a valid disttest file ({problem}): set aside as {target.name}")
+
+
+@contextlib.contextmanager
+def exclusive(lock_path: Path):
+    """Hold an exclusive lock on ``lock_path`` (created 0600 in the private
+    state directory, never through a link) while the block runs: how two
+    processes that read, change and write one state file take turns. Yields
+    False, holding nothing, when the lock file cannot be opened (a read-only
+    state directory: then nothing can be written there either)."""
+    import fcntl
+
+    try:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    except OSError:
+        yield False
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield True
+    finally:
+        os.close(fd)  # drops the lock

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 import tempfile
 import textwrap
@@ -250,6 +251,31 @@ class History(unittest.TestCase):
         good = {"preload": {"py": {"modules": ["json", "xml.dom"], "refused": {"x": "why"}}}}
         self.path.write_text(json.dumps(good))
         self.assertEqual(durations.load_durations(self.path), good)
+
+    def test_writers_that_end_together_lose_nothing(self):
+        # -j workers and concurrent runs each merge their part into the one file:
+        # every addition of every writer is there afterwards.
+        writer = textwrap.dedent("""
+            import sys, time
+            from pathlib import Path
+            from disttest.durations import update_durations
+            path, me = Path(sys.argv[1]), sys.argv[2]
+            while not Path(sys.argv[3]).exists():  # all start writing together
+                time.sleep(0.001)
+            for n in range(20):
+                def change(data, n=n):
+                    time.sleep(0.001)  # between the read and the write
+                    data.setdefault("classes", {})[f"{me}.C{n}"] = 1.0
+                update_durations(path, change)
+        """)
+        go = self.path.with_name("go")
+        procs = [subprocess.Popen([sys.executable, "-c", writer, str(self.path), f"w{i}",
+                                   str(go)], cwd=support.REPO, env=support.python_env())
+                 for i in range(4)]
+        go.touch()
+        self.assertEqual([p.wait(60) for p in procs], [0] * 4)
+        classes = durations.load_durations(self.path)["classes"]
+        self.assertEqual(len(classes), 4 * 20, sorted(classes))
 
     def test_leaves_keep_the_deepest_names(self):
         self.assertEqual(leaves(["a", "a.b.c", "a.b", "d", "e.f"]), ["a.b.c", "d", "e.f"])

@@ -26,9 +26,8 @@ one entry per interpreter::
 * Each run reads the entry once (a file of the wrong shape is set aside by
   the durations reader, never a crash), so every template of a run preloads
   the same list, and writes it back merged with what another run may have
-  written meanwhile (two that write at the same instant -- ``-j`` workers
-  ending together -- may lose one's additions: the next run learns them
-  again).
+  written meanwhile (under the history's lock: ``-j`` workers ending
+  together take turns, and none loses what another added).
 """
 from __future__ import annotations
 

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterator
 
-from disttest.statefiles import BadFile, read_json, set_aside
+from disttest.statefiles import BadFile, exclusive, read_json, set_aside
 
 
 _TEXT_FIELDS = ("id", "name", "python", "project", "key", "host", "tmpdir")
@@ -97,19 +97,13 @@ class Registry:
         ``cluster stop``/``clean`` may stop happen under it, so two processes
         never both take the same cluster. Yields False, holding nothing, when the
         state directory cannot be written (then nothing can be adopted or kept)."""
-        import fcntl
-
         try:
-            fd = os.open(self._ensure() / ".lock",
-                         os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+            directory = self._ensure()
         except OSError:
             yield False
             return
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield True
-        finally:
-            os.close(fd)  # drops the lock
+        with exclusive(directory / ".lock") as held:
+            yield held
 
     def writable_problem(self) -> str | None:
         """Why records cannot be written here, or None when they can."""
