@@ -312,6 +312,9 @@ class LocalLauncher(ReadyLines):
         """The pid of the node's parent process, which it asks to be ended with."""
         return os.getpid()
 
+    def learn_from(self, entry) -> None:
+        """Nothing to learn: spawned nodes preload nothing (see TemplateLauncher)."""
+
     def close(self) -> None:
         """Nothing to release: each node is its own process."""
 

@@ -27,10 +27,8 @@ def stop_entries(pool, entries: list) -> None:
     for entry in entries:
         for node in entry.nodes:
             node.record_metrics()
-    learn_from = getattr(pool.launchers[False], "learn_from", None)  # preload = "auto"
-    if learn_from is not None:
-        for entry in entries:
-            learn_from(entry)
+    for entry in entries:  # preload = "auto": what the nodes imported
+        pool.launchers[False].learn_from(entry)
     for entry in entries:  # ask every node at once, then wait for each
         if entry.adopted:
             in_parallel(_shutdown_kept, entry.nodes)
