@@ -86,6 +86,13 @@ def crash_in_c() -> None:
     ctypes.string_at(0)
 
 
+def ignore_sigalrm() -> None:
+    """Ignore SIGALRM process-wide, as node code with timers of its own may."""
+    import ctypes
+
+    ctypes.CDLL(None).signal(14, ctypes.c_void_p(1))  # SIG_IGN
+
+
 def ignore_sigterm() -> None:
     """Ignore SIGTERM process-wide (signal.signal works on the main thread only)."""
     import ctypes

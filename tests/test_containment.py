@@ -163,12 +163,14 @@ RUNNER = textwrap.dedent("""
     from disttest.config import load_config
     from disttest.errors import CallTimeoutError
     from disttest.requirements import Requirement
-    from tests.containment_nodefuncs import hold_the_gil, start_escapees
+    from tests.containment_nodefuncs import hold_the_gil, ignore_sigalrm, start_escapees
 
     config = load_config().replace(state_dir=sys.argv[1], node_start=sys.argv[3])
     node = ClusterPool(config).acquire(Requirement(size=1)).nodes[0]
     escapees = node.call(start_escapees)
-    if sys.argv[2] == "gil":
+    if sys.argv[2] == "gil-no-alarm":  # what a spawned node's parent-death timer needs
+        node.call(ignore_sigalrm)
+    if sys.argv[2].startswith("gil"):
         node.submit(hold_the_gil)
         while "holding the GIL" not in node.logs():
             time.sleep(0.01)
@@ -209,6 +211,14 @@ class RunnerDeath(unittest.TestCase):
 
 class RunnerDeathWithForkedNodes(RunnerDeath):
     node_start = "template"
+
+    def test_a_stuck_node_that_ignores_sigalrm_still_ends_with_its_runner(self):
+        # A spawned node's own timer is SIGALRM; the template ends its nodes itself.
+        pids = self.run_and_kill("gil-no-alarm")
+        self.assertTrue(support.wait_for(lambda: gone(pids),
+                                         timeout=containment.DEATH_GRACE_S + 15),
+                        f"still running after the runner's SIGKILL: "
+                        f"{[p for p in pids if not support.gone(p)]}")
 
     def test_cluster_clean_in_the_grace_period_leaves_nothing(self):
         # The killed runner's template still waits for its stuck node: `cluster
